@@ -1,0 +1,109 @@
+"""The results ledger: one entry per quantitative claim a chapter checks.
+
+An entry records the chapter, the book's equation or section, the quantity, the theory value
+(computed by the library), the measured value with its standard error (from an ensemble), the
+tolerance rule fixed before the run, whether it passed, and whether it was *expected* to pass:
+negative controls (a wrong constant, an off-critical initialization) are entries with
+``expect="fail"`` that must be rejected by the same rule. ``ok`` is True when the outcome is the
+expected one; the tests fail on any entry that is not ``ok``.
+
+The rule for a statistical entry is ``|measured - theory| <= z*se + bias + rtol*|theory|``, where
+``z`` (default 4.5, a two-sided false-alarm rate of 7e-6), the ``bias`` budget (a stated
+O(1/n) term) and ``rtol`` are chosen before the run. A deterministic entry has ``se = 0``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+__all__ = ["Z_DEFAULT", "LedgerEntry", "Ledger", "within"]
+
+Z_DEFAULT = 4.5
+
+
+def within(measured, theory, se=0.0, *, z=Z_DEFAULT, bias=0.0, rtol=0.0, atol=0.0) -> bool:
+    """The ledger rule: ``|measured - theory| <= z*se + bias + rtol*|theory| + atol``."""
+    m, t = float(measured), float(theory)
+    if not (math.isfinite(m) and math.isfinite(t)):
+        return False
+    return abs(m - t) <= z * float(se) + float(bias) + float(rtol) * abs(t) + float(atol)
+
+
+@dataclasses.dataclass
+class LedgerEntry:
+    id: str
+    chapter: str
+    equation: str
+    quantity: str
+    theory: float
+    measured: float
+    se: float
+    rule: str
+    passed: bool
+    expect: str = "pass"
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.passed == (self.expect == "pass")
+
+    @property
+    def deviation_sigma(self) -> float | None:
+        return None if not self.se else (self.measured - self.theory) / self.se
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["ok"] = self.ok
+        d["deviation_sigma"] = self.deviation_sigma
+        return d
+
+
+class Ledger:
+    """The entries of one chapter, in the order they were checked."""
+
+    def __init__(self, chapter: str):
+        self.chapter = chapter
+        self.entries: list[LedgerEntry] = []
+
+    def check(self, id: str, *, equation: str, quantity: str, theory, measured, se=0.0,
+              z: float = Z_DEFAULT, bias: float = 0.0, rtol: float = 0.0, atol: float = 0.0,
+              expect: str = "pass", note: str = "") -> LedgerEntry:
+        """Record one claim; returns the entry (``entry.passed``, ``entry.ok``).
+
+        Args:
+          id: short unique id within the chapter (e.g. ``"relu-V-n16"``).
+          equation: the book's equation or section (e.g. ``"eq. (5.53)"`` or ``"§5.4"``).
+          quantity: what is compared, in words or symbols.
+          theory, measured, se: numbers (``se = 0`` for deterministic checks).
+          z, bias, rtol, atol: the tolerance rule, fixed before the run.
+          expect: ``"pass"``, or ``"fail"`` for a negative control.
+        """
+        if expect not in ("pass", "fail"):
+            raise ValueError(f"Ledger.check: `expect` must be 'pass' or 'fail', got {expect!r}")
+        if any(e.id == id for e in self.entries):
+            raise ValueError(f"Ledger.check: duplicate entry id {id!r} in chapter {self.chapter}")
+        theory, measured, se = float(theory), float(measured), float(se)
+        parts = []
+        if se:
+            parts.append(f"{z:g}σ")
+        if bias:
+            parts.append(f"bias {bias:.3g}")
+        if rtol:
+            parts.append(f"rtol {rtol:.1e}")
+        if atol:
+            parts.append(f"atol {atol:.1e}")
+        rule = "|Δ| ≤ " + " + ".join(parts) if parts else "exact"
+        passed = within(measured, theory, se, z=z, bias=bias, rtol=rtol, atol=atol)
+        e = LedgerEntry(id, self.chapter, equation, quantity, theory, measured, se, rule, passed, expect, note)
+        self.entries.append(e)
+        return e
+
+    @property
+    def all_ok(self) -> bool:
+        return all(e.ok for e in self.entries)
+
+    def failures(self) -> list[LedgerEntry]:
+        return [e for e in self.entries if not e.ok]
+
+    def to_list(self) -> list[dict]:
+        return [e.to_dict() for e in self.entries]

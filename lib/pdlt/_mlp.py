@@ -1,0 +1,75 @@
+r"""Explicit-weight MLPs in the book's convention (PDLT eq. (2.5)-(2.6) and (2.19)-(2.20), unverified numbering).
+
+.. math::
+   z^{(1)}_{i} = b^{(1)}_i + \sum_j W^{(1)}_{ij} x_j,\qquad
+   z^{(\ell+1)}_{i} = b^{(\ell+1)}_i + \sum_j W^{(\ell+1)}_{ij}\sigma(z^{(\ell)}_j),
+
+with :math:`b^{(\ell)}_i\sim\mathcal N(0, C_b)` and :math:`W^{(\ell)}_{ij}\sim\mathcal N(0, C_W/n_{\ell-1})`.
+
+Parameters are a tuple of ``(W, b)`` pairs, ``W`` of shape ``(n_ell, n_{ell-1})``. Inputs are a
+batch ``x`` of shape ``(N, n0)``; preactivations are ``(N, n_ell)`` per layer. Network ``i`` of an
+ensemble draws its weights from ``jax.random.fold_in(key, i)``, so a network's weights depend only
+on the seed and its index (any chunking or sharding of the ensemble gives the same networks).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from . import _checks
+from ._activations import get_activation
+
+__all__ = ["init_mlp", "mlp_preactivations", "mlp_apply", "network_key"]
+
+
+def network_key(key, index):
+    """The PRNG key of network ``index`` of an ensemble drawn from ``key``."""
+    return jax.random.fold_in(key, index)
+
+
+def init_mlp(key, n0: int, widths, *, C_b=0.0, C_W=1.0, dtype=None):
+    r"""Sample one MLP's parameters.
+
+    Args:
+      key: a ``jax.random.key``.
+      n0: input dimension.
+      widths: ``(n_1, ..., n_L)``; the last entry is the output width.
+      C_b, C_W: scalars, or sequences of length L (one per layer).
+    Returns: tuple of L pairs ``(W, b)``; ``W^{(ell)}`` has shape ``(n_ell, n_{ell-1})``.
+    """
+    fn = "init_mlp"
+    _checks.positive_int(fn, n0=n0)
+    widths = _checks.widths(fn, "widths", widths)
+    L = len(widths)
+    Cb = _checks.per_layer(fn, "C_b", C_b, L)
+    Cw = _checks.per_layer(fn, "C_W", C_W, L)
+    _checks.nonnegative(fn, C_b=Cb)
+    _checks.positive(fn, C_W=Cw)
+    dtype = dtype or jnp.result_type(float)
+    keys = jax.random.split(key, 2 * L)
+    params, fan_in = [], n0
+    for ell, n in enumerate(widths):
+        W = jax.random.normal(keys[2 * ell], (n, fan_in), dtype) * jnp.sqrt(Cw[ell] / fan_in).astype(dtype)
+        b = jax.random.normal(keys[2 * ell + 1], (n,), dtype) * jnp.sqrt(Cb[ell]).astype(dtype)
+        params.append((W, b))
+        fan_in = n
+    return tuple(params)
+
+
+def mlp_preactivations(params, x, activation="relu"):
+    """All preactivations ``z^(1)..z^(L)`` of one network for inputs ``x`` of shape ``(N, n0)``.
+
+    Returns: list of L arrays, ``z^(ell)`` of shape ``(N, n_ell)``.
+    """
+    sigma = get_activation(activation, "mlp_preactivations").sigma
+    zs, h = [], x
+    for ell, (W, b) in enumerate(params):
+        z = h @ W.T + b
+        zs.append(z)
+        h = sigma(z)
+    return zs
+
+
+def mlp_apply(params, x, activation="relu"):
+    """The network output ``z^(L)`` of shape ``(N, n_L)``."""
+    return mlp_preactivations(params, x, activation)[-1]

@@ -1,0 +1,64 @@
+r"""The neural tangent kernel at infinite width: the frozen NTK recursion (PDLT §8, numbering unverified).
+
+.. math::
+   \Theta^{(1)}_{ab} = \lambda_b^{(1)} + \lambda_W^{(1)}\frac{1}{n_0}\sum_j x_{j;a}x_{j;b},\\
+   \Theta^{(\ell+1)}_{ab} = \lambda_b^{(\ell+1)} + \lambda_W^{(\ell+1)}\langle\sigma_a\sigma_b\rangle_{K^{(\ell)}}
+     + C_W\,\langle\sigma'_a\sigma'_b\rangle_{K^{(\ell)}}\,\Theta^{(\ell)}_{ab}
+
+The learning-rate tensor follows the book: biases of layer ``ell`` get ``lambda_b^(ell)`` and
+weights get ``lambda_W^(ell) / n_{ell-1}``.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from . import _checks
+from ._activations import get_activation
+from ._gaussian import DEG2, derivative_kernel_map, kernel_map
+from ._kernel import input_kernel
+
+__all__ = ["ntk_recursion"]
+
+
+def ntk_recursion(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambda_W=1.0, deg: int = DEG2):
+    r"""Infinite-width kernel :math:`K^{(\ell)}` and frozen NTK :math:`\Theta^{(\ell)}` for N inputs.
+
+    Args:
+      x: inputs ``(N, n0)``.
+      C_b, C_W: scalars (same at every layer).
+      L: depth (>= 1).
+      activation: registry name.
+      lambda_b, lambda_W: learning rates, scalars or sequences of length L (layer 1..L), >= 0.
+    Returns:
+      ``(K, Theta)``, each of shape ``(L, N, N)``; entry ``ell-1`` is layer ``ell``.
+    """
+    fn = "ntk_recursion"
+    _checks.positive_int(fn, L=L)
+    act = get_activation(activation, fn)
+    lb = jnp.asarray(_checks.per_layer(fn, "lambda_b", lambda_b, L))
+    lw = jnp.asarray(_checks.per_layer(fn, "lambda_W", lambda_W, L))
+    _checks.nonnegative(fn, lambda_b=lb, lambda_W=lw)
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    K1 = input_kernel(x, C_b=C_b, C_W=C_W)
+    T1 = lb[0] + lw[0] * (x @ x.T) / x.shape[1]
+    return _ntk_recursion(K1, T1, float(C_b), float(C_W), lb.astype(x.dtype), lw.astype(x.dtype), L, act.name, deg)
+
+
+@partial(jax.jit, static_argnames=("L", "activation", "deg"))
+def _ntk_recursion(K1, T1, C_b, C_W, lb, lw, L, activation, deg):
+    def step(carry, lam):
+        K, T = carry
+        b, w = lam
+        s = kernel_map(activation, K, deg=deg)
+        ds = derivative_kernel_map(activation, K, deg=deg)
+        Kn = C_b + C_W * s
+        Tn = b + w * s + C_W * ds * T
+        return (Kn, Tn), (Kn, Tn)
+
+    if L == 1:
+        return K1[None], T1[None]
+    _, (Ks, Ts) = jax.lax.scan(step, (K1, T1), (lb[1:], lw[1:]))
+    return jnp.concatenate([K1[None], Ks]), jnp.concatenate([T1[None], Ts])

@@ -1,0 +1,169 @@
+"""Unit tests of the foundation: Gaussian expectations, activations, validation, ledger, runner."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ROOT
+
+import pdlt
+from pdlt import _params
+from pdlt.run import chapter_id, find_chapters, parameters_of
+
+
+# ----------------------------------------------------------------- Gaussian expectations
+@pytest.mark.parametrize("m", range(1, 9))
+def test_even_moments_exact(m):
+    K = 1.7
+    got = float(pdlt.gaussian_expectation(lambda z: z ** (2 * m), K))
+    assert got == pytest.approx(math.prod(range(2 * m - 1, 0, -2)) * K**m, rel=1e-12)
+
+
+def test_odd_moments_vanish():
+    assert abs(float(pdlt.gaussian_expectation(lambda z: z**5 + z, 2.0))) < 1e-12
+
+
+def test_two_variable_quadrature_matches_wick():
+    K = jnp.array([[1.3, 0.4], [0.4, 0.7]])
+    got = float(pdlt.gaussian_expectation2(lambda a, b: a**2 * b**2, K))
+    assert got == pytest.approx(pdlt.wick_expectation(K, (0, 0, 1, 1)), rel=1e-12)
+    got = float(pdlt.gaussian_expectation2(lambda a, b: a**3 * b, K))
+    assert got == pytest.approx(pdlt.wick_expectation(K, (0, 0, 0, 1)), rel=1e-12)
+
+
+def test_wick_counts_pairings():
+    eye = np.eye(1)
+    assert pdlt.wick_expectation(eye, (0,) * 6) == 15.0  # 5!! pairings
+    assert pdlt.wick_expectation(eye, (0,) * 5) == 0.0
+
+
+@pytest.mark.parametrize("name", ["relu", "linear", "leaky_relu"])
+def test_scale_invariant_closed_form_matches_quadrature(name):
+    """The arc-cosine closed form against brute 2-D quadrature on a fine grid with the kink split."""
+    act = pdlt.get_activation(name)
+    K = jnp.array([[1.2, 0.5], [0.5, 0.9]])
+    closed = pdlt.kernel_map(name, K)[0, 1]
+    # integrate in polar-free form: z1 = s1 x, z2 = c x + r y, on a large fine grid
+    x = jnp.linspace(-12, 12, 6001)
+    w = jnp.exp(-x**2 / 2) / jnp.sqrt(2 * jnp.pi) * (x[1] - x[0])
+    s1 = jnp.sqrt(K[0, 0]); c = K[0, 1] / s1; r = jnp.sqrt(K[1, 1] - c**2)
+    z1 = s1 * x[:, None]; z2 = c * x[:, None] + r * x[None, :]
+    brute = jnp.sum(w[:, None] * w[None, :] * act.sigma(z1) * act.sigma(z2))
+    assert float(closed) == pytest.approx(float(brute), rel=1e-5)
+
+
+def test_relu_kernel_identity_at_coincident_inputs():
+    K = jnp.array([[2.0, 2.0], [2.0, 2.0]])
+    assert float(pdlt.kernel_map("relu", K)[0, 1]) == pytest.approx(1.0, rel=1e-12)  # <relu^2>_2 = 1
+
+
+@pytest.mark.parametrize("name", ["tanh", "sin", "gelu", "swish", "sigmoid", "softplus"])
+def test_derivatives_match_autodiff(name):
+    act = pdlt.get_activation(name)
+    z = jnp.linspace(-3, 3, 13)
+    np.testing.assert_allclose(act.dsigma(z), jax.vmap(jax.grad(act.sigma))(z), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(act.d2sigma(z), jax.vmap(jax.grad(jax.grad(act.sigma)))(z), rtol=1e-9, atol=1e-12)
+
+
+def test_kernel_recursion_relu_critical_preserves_K():
+    Ks = pdlt.kernel_recursion(1.3, C_b=0.0, C_W=2.0, L=20, activation="relu")
+    np.testing.assert_allclose(Ks, 1.3, rtol=1e-12)
+
+
+def test_ntk_recursion_relu_closed_form():
+    x = jnp.ones((1, 4))
+    K, T = pdlt.ntk_recursion(x, C_b=0.0, C_W=2.0, L=6, activation="relu", lambda_b=1.0, lambda_W=1.0)
+    # Theta^(l) = l (lambda_b + lambda_W K/2) at criticality with K = 2 |x|^2 / n0 = 2
+    np.testing.assert_allclose(T[:, 0, 0], np.arange(1, 7) * (1 + 2.0 / 2), rtol=1e-12)
+
+
+def test_samplers_agree_in_mean():
+    x = jnp.array([[1.0, 0.5, -0.2], [0.3, -1.0, 0.8]])
+    kw = dict(widths=(32, 32, 1), C_b=0.1, C_W=1.5, activation="tanh", n_nets=3000)
+    Gc, _ = pdlt.ensemble_metrics(jax.random.key(1), x, method="conditional", **kw)
+    Ge, _ = pdlt.ensemble_metrics(jax.random.key(2), x, method="explicit", **kw)
+    mc, sc = pdlt.mean_and_se(Gc[:, -1].reshape(3000, -1))
+    me, se = pdlt.mean_and_se(Ge[:, -1].reshape(3000, -1))
+    assert np.all(np.abs(mc - me) <= 4.5 * np.sqrt(sc**2 + se**2))
+
+
+# ----------------------------------------------------------------- validation
+@pytest.mark.parametrize("call, word", [
+    (lambda: pdlt.kernel_recursion(1.0, C_b=0.0, C_W=-1.0, L=3), "C_W"),
+    (lambda: pdlt.kernel_recursion(1.0, C_b=0.0, C_W=1.0, L=0), "L"),
+    (lambda: pdlt.kernel_recursion(1.0, C_b=0.0, C_W=1.0, L=3, activation="tahn"), "activation"),
+    (lambda: pdlt.init_mlp(jax.random.key(0), 3, (4, 0)), "widths"),
+    (lambda: pdlt.ntk_recursion(jnp.ones((2, 3)), C_b=0.0, C_W=1.0, L=3, lambda_W=(1.0, 1.0)), "lambda_W"),
+    (lambda: pdlt.ntk_recursion(jnp.ones((2, 3)), C_b=0.0, C_W=1.0, L=2, lambda_b=-1.0), "lambda_b"),
+])
+def test_bad_input_names_the_parameter(call, word):
+    with pytest.raises(ValueError, match=word):
+        call()
+
+
+def test_parameters_cell_parsing_and_rules():
+    specs = _params.parse_parameters_cell("seed: int = 0  # PRNG seed\nwidths: list = [4, 8]  # widths n\n")
+    assert specs["seed"].help == "PRNG seed" and specs["widths"].default == [4, 8]
+    _params.validate({"seed": 3, "widths": [16]}, specs)
+    for bad, word in [({"seeds": 1}, "unknown parameter `seeds`"), ({"seed": "x"}, "type int"),
+                      ({"widths": [0]}, "widths"), ({"seed": -1}, "seed")]:
+        with pytest.raises(_params.ParameterError, match=word):
+            _params.validate(bad, specs)
+
+
+# ----------------------------------------------------------------- ledger
+def test_ledger_rule_and_controls():
+    led = pdlt.Ledger("chX")
+    a = led.check("a", equation="eq", quantity="q", theory=1.0, measured=1.04, se=0.01)
+    b = led.check("b", equation="eq", quantity="q", theory=1.0, measured=1.06, se=0.01)
+    c = led.check("c", equation="eq", quantity="q", theory=1.0, measured=1.06, se=0.01, expect="fail")
+    assert a.passed and a.ok and not b.passed and not b.ok and c.ok
+    assert led.failures() == [b]
+    with pytest.raises(ValueError, match="duplicate"):
+        led.check("a", equation="eq", quantity="q", theory=1.0, measured=1.0)
+    assert not pdlt.within(float("nan"), 1.0, 1.0)
+
+
+# ----------------------------------------------------------------- runner
+def test_chapters_are_discovered_in_toc_order():
+    chapters = find_chapters(ROOT / "book")
+    assert chapters and chapter_id(chapters[0]) == "ch01"
+    for p in chapters:
+        assert parameters_of(p), f"{p} has no parameters cell"
+
+
+def test_ledger_and_status_pages_execute_after_chapters():
+    """Sphinx reads documents in sorted order; the pages that read results must sort last."""
+    chapters = [p.relative_to(ROOT).with_suffix("").as_posix() for p in find_chapters(ROOT / "book")]
+    for page in ("book/ledger",):
+        assert all(c < page for c in chapters), f"{page} would execute before some chapter"
+
+
+@pytest.mark.parametrize("args, word", [
+    (["-p", "width", "4"], "unknown parameter `width`"),
+    (["-p", "samples", "0"], "`samples` must be an integer >= 1"),
+    (["-p", "seed", "abc"], "`seed` must be of type int"),
+])
+def test_runner_rejects_bad_parameters_before_compute(tmp_path, args, word):
+    proc = subprocess.run([sys.executable, "-m", "pdlt.run", "book/ch01_pretraining.md", *args,
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert word in proc.stderr and proc.stderr.count("\n") == 1
+    assert not any(tmp_path.iterdir()), "nothing may run before validation"
+
+
+def test_runner_executes_a_chapter_with_parameters(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pdlt.run", "ch01", "-p", "samples", "100000", "-p", "seed", "7",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads((tmp_path / "ch01" / "results.json").read_text())
+    assert res["params"]["samples"] == 100000 and res["seed"] == 7
+    assert res["provenance"]["lib_hash"] == pdlt._provenance.lib_hash()
+    assert res["ledger"] and all(e["ok"] for e in res["ledger"])
+    assert (tmp_path / "ch01" / "ch01.ipynb").exists()

@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pdlt-installed
 PYTEST_ARGS ?=
 export PDLT_RESULTS_DIR := $(CURDIR)/_build/results
+# the checkout's own library first (so any worktree or copy tests its own lib/)
+export PYTHONPATH := $(CURDIR)/lib$(if $(PYTHONPATH),:$(PYTHONPATH))
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/_build/.jax_cache
 export PDLT_PROGRESS ?= 1
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -167,3 +168,57 @@ def test_runner_executes_a_chapter_with_parameters(tmp_path):
     assert res["provenance"]["lib_hash"] == pdlt._provenance.lib_hash()
     assert res["ledger"] and all(e["ok"] for e in res["ledger"])
     assert (tmp_path / "ch01" / "ch01.ipynb").exists()
+
+
+# ----------------------------------------------------------------- empirical NTK and a GD step
+def _net(key=0, widths=(7, 5, 3), n0=4, act="tanh"):
+    params = pdlt.init_mlp(jax.random.key(key), n0, widths, C_b=0.3, C_W=1.4)
+    x = jax.random.normal(jax.random.key(key + 100), (3, n0))
+    return params, x
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu", "gelu"])
+def test_empirical_ntk_matches_autodiff(act):
+    params, x = _net(act=act)
+    lb, lw = (0.5, 1.0, 2.0), (1.5, 0.7, 1.1)
+    fast = pdlt.empirical_ntk(params, x, act, lambda_b=lb, lambda_W=lw)
+    ref = pdlt.empirical_ntk_autodiff(params, x, act, lambda_b=lb, lambda_W=lw)
+    np.testing.assert_allclose(fast, ref, rtol=1e-11, atol=1e-12)
+    per = pdlt.empirical_ntk(params, x, act, lambda_b=lb, lambda_W=lw, per_layer=True)
+    np.testing.assert_allclose(per.sum(0), fast, rtol=1e-12)
+
+
+def test_empirical_ntk_matches_finite_differences():
+    """H_{i1 i2; a1 a2} = sum_mu lambda_mu dz_{i1;a1}/dθ_mu dz_{i2;a2}/dθ_mu, derivatives by central differences."""
+    params, x = _net(widths=(4, 2))
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    lam = jax.flatten_util.ravel_pytree(tuple((jnp.full(W.shape, 0.8 / W.shape[1]), jnp.full(b.shape, 1.3))
+                                              for W, b in params))[0]
+    f = lambda v: pdlt.mlp_apply(unravel(v), x, "tanh").ravel()   # noqa: E731
+    eps = 1e-6
+    J = jnp.stack([(f(flat + eps * e) - f(flat - eps * e)) / (2 * eps) for e in jnp.eye(flat.size)], axis=1)
+    H_fd = (J * lam) @ J.T                                        # ((a,i), (b,j))
+    H = pdlt.empirical_ntk(params, x, "tanh", lambda_b=1.3, lambda_W=0.8)
+    N, nL = 3, 2
+    np.testing.assert_allclose(H_fd.reshape(N, nL, N, nL).transpose(1, 3, 0, 2), H, rtol=1e-7, atol=1e-9)
+
+
+def test_gd_step_moves_outputs_by_minus_eta_H_eps():
+    params, x = _net()
+    y = jnp.zeros((3, 3))
+    H = pdlt.empirical_ntk(params, x, "tanh", lambda_b=0.5, lambda_W=2.0)
+    eps = pdlt.mlp_apply(params, x, "tanh") - y
+    pred = -jnp.einsum("ijab,bj->ai", H, eps)
+    res = []
+    for eta in (1e-2, 5e-3, 2.5e-3):
+        new = pdlt.gd_step(params, x, y, eta=eta, activation="tanh", lambda_b=0.5, lambda_W=2.0)
+        dz = pdlt.mlp_apply(new, x, "tanh") - pdlt.mlp_apply(params, x, "tanh")
+        res.append(float(jnp.max(jnp.abs(dz - eta * pred))))
+    assert 3.6 < res[0] / res[1] < 4.4 and 3.6 < res[1] / res[2] < 4.4   # O(eta^2) residual
+
+
+def test_learning_rate_tensor_validation():
+    with pytest.raises(ValueError, match="lambda_W"):
+        pdlt.learning_rate_tensor(3, 1.0, (1.0, 2.0))
+    with pytest.raises(ValueError, match="lambda_b"):
+        pdlt.learning_rate_tensor(2, -0.1, 1.0)

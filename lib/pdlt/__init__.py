@@ -17,6 +17,9 @@ from ._activations import activation_names as activation_names
 from ._activations import get_activation as get_activation
 from ._activations import leaky_relu as leaky_relu
 from ._checks import PDLTValueError as PDLTValueError
+from ._empirical_ntk import empirical_ntk as empirical_ntk
+from ._empirical_ntk import empirical_ntk_autodiff as empirical_ntk_autodiff
+from ._empirical_ntk import learning_rate_tensor as learning_rate_tensor
 from ._ensembles import ensemble_metrics as ensemble_metrics
 from ._ensembles import sample_network_metrics as sample_network_metrics
 from ._gaussian import derivative_kernel_map as derivative_kernel_map
@@ -37,6 +40,8 @@ from ._nearly_gaussian import quartic_moments_first_order as quartic_moments_fir
 from ._nearly_gaussian import sample_quartic as sample_quartic
 from ._ntk import ntk_recursion as ntk_recursion
 from ._params import ParameterError as ParameterError
+from ._training import gd_step as gd_step
+from ._training import mse_loss as mse_loss
 from ._stats import covariance_and_se as covariance_and_se
 from ._stats import fit_line as fit_line
 from ._stats import mean_and_se as mean_and_se

@@ -51,6 +51,17 @@ class LedgerEntry:
     def deviation_sigma(self) -> float | None:
         return None if not self.se else (self.measured - self.theory) / self.se
 
+    def verdict(self) -> str:
+        if self.expect == "pass":
+            return "pass" if self.passed else "FAIL"
+        return "control rejected" if not self.passed else "CONTROL ACCEPTED"
+
+    def _repr_markdown_(self) -> str:  # one line when an entry is the last value of a notebook cell
+        dev = self.deviation_sigma
+        extra = "" if dev is None else f", Δ = {dev:+.2f} SE"
+        mark = "✓" if self.ok else "✗"
+        return f"{mark} ledger `{self.id}`: {self.verdict()} (theory {self.theory:.6g}, measured {self.measured:.6g}{extra})"
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["ok"] = self.ok

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from . import _params
-from ._ledger import Ledger
+from ._ledger import Ledger, LedgerEntry
 from ._provenance import provenance
 
 __all__ = ["Chapter", "results_dir", "ledger_frame"]
@@ -63,15 +63,14 @@ class Chapter:
         return self.ledger.check(id, **kw)
 
     def glue(self, name: str, value, display: bool = False):
-        """Make ``value`` available to the prose as ``{glue:text}`name``` (MyST-NB glue)."""
+        """Make ``value`` available to the prose as ``{glue:text}`name``` (MyST-NB glue); returns None."""
         if getattr(value, "shape", None) == ():  # numpy / JAX scalars -> plain Python numbers
             value = value.item()
         try:
             from myst_nb import glue
         except ImportError:  # plain Jupyter without myst-nb: nothing to glue into
-            return value
+            return
         glue(name, value, display=display)
-        return value
 
     def results(self) -> dict:
         return {
@@ -118,10 +117,7 @@ def ledger_frame(entries):
     rows = []
     for e in entries:
         dev = e.get("deviation_sigma")
-        if e["expect"] == "pass":
-            verdict = "pass" if e["passed"] else "FAIL"
-        else:
-            verdict = "control rejected" if not e["passed"] else "CONTROL ACCEPTED"
+        verdict = LedgerEntry(**{k: e[k] for k in LedgerEntry.__dataclass_fields__}).verdict()
         rows.append({
             "chapter": e["chapter"], "id": e["id"], "equation": e["equation"], "quantity": e["quantity"],
             "theory": f"{e['theory']:.6g}",

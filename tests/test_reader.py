@@ -386,3 +386,38 @@ def test_screenshots_of_front_page_and_rerun_box(built_book, tmp_path):
         probe.unlink()
     assert shot.exists() and _not_blank(shot) > 0.05, "rerun box screenshot is blank"
     shutil.copy(shot, keep / f"{chapter_id(CHAPTERS[0])}-rerun.png")
+
+
+def test_status_shows_full_scale_results_beside_ci(tmp_path, monkeypatch):
+    """The status table with a committed full-scale result (none exist yet: no GPU in CI)."""
+    ci_dir, full_dir = tmp_path / "results", tmp_path / "full"
+    ci_dir.mkdir()
+    full_dir.mkdir()
+    entry = {"id": "a", "expect": "pass", "passed": True, "ok": True}
+    control = {"id": "c", "expect": "fail", "passed": False, "ok": True}
+    prov = {"lib_hash": pdlt._provenance.lib_hash(), "backend": "cpu", "device_kind": "cpu", "x64": True,
+            "devices": ["TFRT_CPU_0"], "jax_version": "0.10.2", "machine": "x86_64"}
+    (ci_dir / "ch01.json").write_text(json.dumps({"chapter": "ch01", "seed": 0, "wall_s": 3.0, "provenance": prov,
+                                                  "started": "2026-11-23T06:00:00+0000", "ledger": [entry, control]}))
+    gpu = dict(prov, lib_hash="0123456789ab", backend="gpu", device_kind="NVIDIA H100", devices=["cuda:0"])
+    bad = dict(entry, id="b", passed=False, ok=False)
+    (full_dir / "ch01.json").write_text(json.dumps({"chapter": "ch01", "seed": 1, "wall_s": 900.0, "runner_wall_s": 950.0,
+                                                    "provenance": gpu, "started": "2026-11-24T01:00:00+0000",
+                                                    "runner_params": {"samples": 20000000},
+                                                    "ledger": [entry, bad, control]}))
+    monkeypatch.setenv("PDLT_RESULTS_DIR", str(ci_dir))
+    builder = types.SimpleNamespace(get_relative_uri=lambda a, b: b.split("/")[-1] + ".html")
+    app = types.SimpleNamespace(
+        confdir=str(ROOT), srcdir=str(ROOT), builder=builder, env=types.SimpleNamespace(titles={}),
+        config=types.SimpleNamespace(external_toc_path="", pdlt_full_results=str(full_dir)))
+    from docutils import nodes
+
+    text = "\n".join(n.astext() for n in sphinxext.render_status(app, "book/status"))
+    rows = [r.astext() for n in sphinxext.render_status(app, "book/status") if isinstance(n, nodes.table)
+            for r in n.findall(nodes.row)]
+    ch01 = [r for r in rows if r.startswith("ch01")]
+    assert len(ch01) == 2 and "\nCI\n" in ch01[0] and "\nfull\n" in ch01[1]
+    assert "1 / 1 checks passed" in ch01[0] and "none" in ch01[0]
+    assert "gpu / NVIDIA H100" in ch01[1] and "0123456789ab (≠ current)" in ch01[1] and ch01[1].endswith("b")
+    assert "1 / 2 checks passed" in ch01[1] and "runner 950.0 s" in ch01[1]
+    assert "Full-scale runs (provenance)" in text and '"samples": 20000000' in text and "cuda:0" in text

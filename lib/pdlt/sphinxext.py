@@ -226,7 +226,7 @@ def render_reading_order(app, fromdoc: str) -> list[nodes.Node]:
             continue
         if caption:
             out.append(nodes.rubric(text=caption))
-        lst = nodes.enumerated_list(enumtype="arabic", classes=["pdlt-reading-order"])
+        lst = nodes.bullet_list(classes=["pdlt-reading-order"])  # the titles carry their numbers
         for doc in docs:
             cid = chapter_id(Path(doc))
             item = nodes.list_item()

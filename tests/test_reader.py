@@ -177,6 +177,16 @@ def test_toc_parts_follow_the_table_of_contents():
         assert p.relative_to(ROOT).with_suffix("").as_posix() in flat
 
 
+def test_no_notebook_file_is_committed():
+    """The .md chapters are the only source: generated and executed .ipynb live in _build/ and runs/."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "*.ipynb"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert tracked.stdout.split() == []
+    ignored = subprocess.run(["git", "check-ignore", "-q", "book/x.ipynb"], cwd=ROOT)
+    assert ignored.returncode == 0, "book/*.ipynb must be git-ignored"
+
+
 # ----------------------------------------------------------------------------------- make lab
 def _free_port() -> int:
     with socket.socket() as s:

@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)/lib$(if $(PYTHONPATH),:$(PYTHONPATH))
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/_build/.jax_cache
 export PDLT_PROGRESS ?= 1
 
-.PHONY: setup book html serve test test-fast test-slow clean
+.PHONY: setup book html serve test test-fast test-slow clean lab
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -52,3 +52,20 @@ test-slow: setup
 
 clean:
 	rm -rf _build runs
+
+# JupyterLab on the project's environment: chapters (book/*.md) open as notebooks through Jupytext
+# (double-click; Jupytext's contents manager also serves them as notebooks) and saving writes the
+# .md back, never a paired .ipynb. pdlt comes from this checkout's lib/ (PYTHONPATH above, and the
+# editable install). Runs started in Lab write their results to runs/lab, not into the book's build.
+# Lab's settings/workspaces live in _build/lab (the user's ~/.jupyter is left alone).
+# Extra options: make lab LAB_ARGS="--port=8890 --no-browser"
+LAB_ARGS ?=
+LAB_DIR := $(CURDIR)/_build/lab
+LAB_VIEWERS := $(LAB_DIR)/user-settings/@jupyterlab/docmanager-extension/plugin.jupyterlab-settings
+lab: setup
+	@mkdir -p $(dir $(LAB_VIEWERS)) $(LAB_DIR)/workspaces runs/lab
+	@test -f $(LAB_VIEWERS) || echo '{"defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}' > $(LAB_VIEWERS)
+	JUPYTERLAB_SETTINGS_DIR=$(LAB_DIR)/user-settings JUPYTERLAB_WORKSPACES_DIR=$(LAB_DIR)/workspaces \
+	PDLT_RESULTS_DIR=$(CURDIR)/runs/lab \
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) --ServerApp.default_url=/lab/tree/book \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)

@@ -1,0 +1,447 @@
+"""Sphinx extension of the book: gallery, reading order, status page, launch buttons, read order.
+
+Loaded by ``_config.yml`` (``sphinx.extra_extensions: [pdlt.sphinxext]``). It provides
+
+- directives ``{pdlt-gallery}`` (one headline figure per executed chapter, linking to it),
+  ``{pdlt-reading-order}`` (the parts and chapters of ``_toc.yml`` in order, with their ledger
+  counts) and ``{pdlt-status}`` (per chapter: wall time, backend/device, dtype, library hash, seed,
+  ledger entries, and committed full-scale results beside the CI ones). They are rendered at
+  *write* time (``doctree-resolved``), after every chapter has been read and executed, from the
+  results files the chapters wrote and from ``_toc.yml``, so a new chapter appears without any edit
+  and the page's name does not need to sort after the chapters; pages using them are re-written on
+  every build.
+- the launch buttons: the theme builds Colab/Binder URLs to the ``.md`` source in the repository,
+  which Colab cannot open; this points them at the generated notebooks
+  ``<pdlt_launch_path>/<docname>.ipynb`` on branch ``pdlt_launch_branch`` (the published site),
+  written at the end of the build by :mod:`pdlt.notebooks`. Notebook pages that are not chapters
+  (no ``parameters`` cell) lose the launch buttons but keep the download of the executed notebook.
+- ``pdlt_read_last``: docnames read (hence executed) after every other document, whatever their
+  names sort as: pages whose code reads the chapters' results (the ledger).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from html import escape
+from pathlib import Path
+
+import yaml
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from sphinx.util import logging
+from sphinx.util.osutil import relative_uri
+
+from ._provenance import lib_hash
+from .run import chapter_id, find_chapters
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("gallery", "reading-order", "status")
+
+
+class pdlt_placeholder(nodes.General, nodes.Element):
+    """Replaced at write time by the generated content of kind ``node["kind"]``."""
+
+
+def _make_directive(kind):
+    class _D(Directive):
+        has_content = False
+
+        def run(self):
+            env = self.state.document.settings.env
+            if not hasattr(env, "pdlt_dynamic"):
+                env.pdlt_dynamic = set()
+            env.pdlt_dynamic.add(env.docname)
+            return [pdlt_placeholder(kind=kind)]
+
+    _D.__name__ = f"Pdlt_{kind.replace('-', '_')}"
+    return _D
+
+
+# ----------------------------------------------------------------------------------- data
+def results_dir(app) -> Path:
+    """``$PDLT_RESULTS_DIR`` or ``<confdir>/_build/results`` (as :func:`pdlt.book.results_dir`)."""
+    env = os.environ.get("PDLT_RESULTS_DIR")
+    return Path(env) if env else Path(app.confdir) / "_build" / "results"
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return res if isinstance(res, dict) and isinstance(res.get("ledger"), list) else None
+
+
+def load_results(folder: Path) -> dict[str, dict]:
+    """``{chapter id: results}`` of every results JSON in ``folder`` (files without a ledger skipped)."""
+    out = {}
+    for f in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
+        res = _load(f)
+        if res is not None:
+            res["_file"] = str(f)
+            out[res.get("chapter") or f.stem] = res
+    return out
+
+
+def toc_parts(app) -> list[tuple[str, list[str]]]:
+    """``[(caption, [docname, ...]), ...]`` in reading order (the root page excluded)."""
+    path = Path(getattr(app.config, "external_toc_path", "") or Path(app.confdir) / "_toc.yml")
+    if not path.is_absolute():
+        path = Path(app.confdir) / path
+    toc = yaml.safe_load(path.read_text()) or {}
+
+    def files(node) -> list[str]:
+        out = []
+        if isinstance(node, dict):
+            if "file" in node:
+                out.append(str(node["file"]).rsplit(".", 1)[0] if str(node["file"]).endswith((".md", ".ipynb"))
+                           else str(node["file"]))
+            for k in ("chapters", "sections"):
+                out += files(node.get(k, []))
+        elif isinstance(node, list):
+            for v in node:
+                out += files(v)
+        return out
+
+    if "parts" in toc:
+        return [(p.get("caption", ""), files(p.get("chapters", []))) for p in toc["parts"]]
+    return [("", files(toc.get("chapters", [])))]
+
+
+def chapter_docnames(app) -> set[str]:
+    """Docnames of the chapters: notebooks of ``_toc.yml`` with a ``parameters`` cell."""
+    if not hasattr(app, "_pdlt_chapters"):
+        root = Path(app.srcdir)
+        app._pdlt_chapters = {p.resolve().relative_to(root.resolve()).with_suffix("").as_posix()
+                              for p in find_chapters(root / "book")}
+    return app._pdlt_chapters
+
+
+def _title(app, docname: str) -> str:
+    t = app.env.titles.get(docname)
+    return t.astext() if t is not None else docname
+
+
+def _counts(res: dict) -> dict:
+    led = res.get("ledger", [])
+    return {
+        "n": len(led),
+        "ok": sum(bool(e.get("ok")) for e in led),
+        "passed": sum(e.get("expect") == "pass" and bool(e.get("passed")) for e in led),
+        "controls": sum(e.get("expect") == "fail" for e in led),
+        "rejected": sum(e.get("expect") == "fail" and not e.get("passed") for e in led),
+        "bad": [e.get("id", "?") for e in led if not e.get("ok")],
+    }
+
+
+def _summary(res: dict) -> str:
+    c = _counts(res)
+    if res.get("error"):
+        return f"execution failed: {res['error']}"
+    if not c["bad"]:
+        return f"{c['n']} checks, all as expected ({c['controls']} negative controls rejected)"
+    return f"{c['n']} checks, {len(c['bad'])} NOT as expected"
+
+
+# ----------------------------------------------------------------------------------- nodes
+def _para(*parts) -> nodes.paragraph:
+    p = nodes.paragraph()
+    for x in parts:
+        p += x if isinstance(x, nodes.Node) else nodes.Text(str(x))
+    return p
+
+
+def _link(app, fromdoc: str, todoc: str, text: str) -> nodes.reference:
+    return nodes.reference("", text, internal=True, refuri=app.builder.get_relative_uri(fromdoc, todoc))
+
+
+def _table(header, rows, classes=()) -> nodes.table:
+    table = nodes.table(classes=["pdlt-table", *classes])
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    for _ in header:
+        group += nodes.colspec(colwidth=1)
+    head, body = nodes.thead(), nodes.tbody()
+    group += head
+    group += body
+    for parent, cells in [(head, header)] + [(body, r) for r in rows]:
+        row = nodes.row()
+        for c in cells:
+            entry = nodes.entry()
+            entry += c if isinstance(c, nodes.Node) else _para(c)
+            row += entry
+        parent += row
+    return table
+
+
+def _runtime(app, docname: str) -> str:
+    data = getattr(app.env, "nb_metadata", {}).get(docname, {}).get("exec_data") or {}
+    rt = data.get("runtime")
+    return "" if rt is None else f"{rt:.1f} s ({data.get('method', '')})"
+
+
+# ----------------------------------------------------------------------------------- renderers
+def render_gallery(app, fromdoc: str) -> list[nodes.Node]:
+    results = load_results(results_dir(app))
+    static = Path(app.outdir) / "_static" / "pdlt"
+    here = app.builder.get_target_uri(fromdoc)
+    cards = []
+    for _, docs in toc_parts(app):
+        for doc in docs:
+            cid = chapter_id(Path(doc))
+            if doc not in chapter_docnames(app) or cid not in results:
+                continue
+            res = results[cid]
+            png = results_dir(app) / f"{cid}.png"
+            cap_file = results_dir(app) / f"{cid}.headline.txt"
+            img = ""
+            if png.exists():
+                static.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(png, static / png.name)
+                src = relative_uri(here, f"_static/pdlt/{png.name}")
+                img = f'<img src="{escape(src)}" alt="headline figure of {escape(_title(app, doc))}">'
+            else:
+                img = '<span class="pdlt-card-noimg">no headline figure (ch.headline(fig))</span>'
+            caption = cap_file.read_text().strip() if cap_file.exists() else ""
+            ok = not _counts(res)["bad"] and not res.get("error")
+            cards.append(
+                f'<a class="pdlt-card{"" if ok else " pdlt-card-bad"}" '
+                f'href="{escape(app.builder.get_relative_uri(fromdoc, doc))}">{img}'
+                f'<span class="pdlt-card-title">{escape(_title(app, doc))}</span>'
+                + (f'<span class="pdlt-card-caption">{escape(caption)}</span>' if caption else "")
+                + f'<span class="pdlt-card-meta">{escape(_summary(res))}</span></a>')
+    if not cards:
+        return [_para("No chapter has been executed yet: run ", nodes.literal(text="make book"), ".")]
+    return [nodes.raw("", f'<div class="pdlt-gallery">{"".join(cards)}</div>', format="html")]
+
+
+def render_reading_order(app, fromdoc: str) -> list[nodes.Node]:
+    results = load_results(results_dir(app))
+    out = []
+    for caption, docs in toc_parts(app):
+        docs = [d for d in docs if d != fromdoc]
+        if not docs:
+            continue
+        if caption:
+            out.append(nodes.rubric(text=caption))
+        lst = nodes.bullet_list(classes=["pdlt-reading-order"])  # the titles carry their numbers
+        for doc in docs:
+            cid = chapter_id(Path(doc))
+            item = nodes.list_item()
+            extra = ""
+            if doc in chapter_docnames(app):
+                res = results.get(cid)
+                extra = f" — {_summary(res)}" if res else " — not executed in this build"
+            item += _para(_link(app, fromdoc, doc, _title(app, doc)), extra)
+            lst += item
+        out.append(lst)
+    return out
+
+
+def _cell(*lines) -> nodes.Node:
+    """A table cell with one line per argument."""
+    block = nodes.line_block()
+    for ln in lines:
+        block += ln if isinstance(ln, nodes.line) else nodes.line(text=str(ln))
+    return block
+
+
+def _row(app, fromdoc, doc, res, scale, current):
+    prov = res.get("provenance", {})
+    c = _counts(res)
+    h = prov.get("lib_hash", "")
+    started = str(res.get("started", ""))
+    wall = res.get("wall_s")
+    runner = res.get("runner_wall_s")
+    times = ["" if wall is None else f"chapter {wall:.1f} s"]
+    if runner is not None:
+        times.append(f"runner {runner:.1f} s")
+    elif scale == "CI" and doc and _runtime(app, doc):
+        times.append(f"notebook {_runtime(app, doc)}")
+    device = prov.get("backend", "?") + (f" / {prov['device_kind']}" if prov.get("device_kind") else "")
+    if len(prov.get("devices") or []) > 1:
+        device += f" ×{len(prov['devices'])}"
+    name = _para(_link(app, fromdoc, doc, chapter_id(Path(doc))) if doc else res.get("chapter", "?"))
+    bad = "none" if not c["bad"] and not res.get("error") else ", ".join(c["bad"]) or str(res.get("error"))
+    return [
+        name, scale,
+        _cell(started[:10], started[11:16] + (" " + started[19:] if len(started) > 19 else "")),
+        _cell(*times),
+        _cell(device, "float64" if prov.get("x64") else "float32"),
+        _cell(h + ("" if not h or h == current else " (≠ current)"), f"seed {res.get('seed', '')}"),
+        _cell(f"{c['passed']} / {c['n'] - c['controls']} checks passed",
+              f"{c['rejected']} / {c['controls']} controls rejected"),
+        bad,
+    ]
+
+
+def render_status(app, fromdoc: str) -> list[nodes.Node]:
+    results = load_results(results_dir(app))
+    full_dir = Path(app.confdir) / app.config.pdlt_full_results
+    full = load_results(full_dir)
+    current = lib_hash()
+    docs = [d for _, ds in toc_parts(app) for d in ds if d in chapter_docnames(app)]
+    by_cid = {chapter_id(Path(d)): d for d in docs}
+    header = ["chapter", "scale", "started", "wall time", "backend / device, dtype", "library hash, seed",
+              "ledger", "not as expected"]
+    rows = []
+    for doc in docs:
+        cid = chapter_id(Path(doc))
+        if cid in results:
+            rows.append(_row(app, fromdoc, doc, results[cid], "CI", current))
+        else:
+            rows.append([_para(_link(app, fromdoc, doc, cid)), "CI", "not executed"] + [""] * (len(header) - 3))
+        if cid in full:
+            rows.append(_row(app, fromdoc, doc, full[cid], "full", current))
+    for cid, res in full.items():  # full-scale results of chapters not in this book's table of contents
+        if cid not in by_cid:
+            rows.append(_row(app, fromdoc, "", res, "full", current))
+    entries = [e for r in results.values() for e in r["ledger"]]
+    n_ok = sum(bool(e.get("ok")) for e in entries)
+    out = [
+        _para(f"Current library hash {current}. Last execution: {len(results)} chapter"
+              f"{'' if len(results) == 1 else 's'}, {len(entries)} ledger entries, {n_ok} as expected and "
+              f"{len(entries) - n_ok} not."),
+        _table(header, rows, classes=["pdlt-status"]),
+    ]
+    prov = []
+    for cid, res in sorted(full.items()):
+        p = res.get("provenance", {})
+        params = res.get("runner_params") or res.get("params") or {}
+        prov.append(nodes.list_item("", _para(
+            nodes.strong(text=cid), f": {Path(res['_file']).name}, started {res.get('started', '?')}, jax "
+            f"{p.get('jax_version', '?')} on {', '.join(p.get('devices', [])) or '?'} ({p.get('machine', '?')}), "
+            f"library {p.get('lib_hash', '?')}, parameters {json.dumps(params, sort_keys=True)}")))
+    rel = Path(app.config.pdlt_full_results).as_posix()
+    if prov:
+        out += [nodes.rubric(text="Full-scale runs (provenance)"), nodes.bullet_list("", *prov)]
+    else:
+        out.append(_para(
+            f"No full-scale results are committed yet. On a GPU, run ",
+            nodes.literal(text="python -m pdlt.run all --scale full --out runs/full"),
+            f" and commit each runs/full/<id>/results.json as {rel}/<id>.json; they then appear here "
+            "beside the CI-scale rows."))
+    return out
+
+
+RENDER = {"gallery": render_gallery, "reading-order": render_reading_order, "status": render_status}
+
+
+# ----------------------------------------------------------------------------------- events
+def _read_last(app, env, docnames):
+    for doc in app.config.pdlt_read_last:
+        if doc in docnames:
+            docnames.remove(doc)
+            docnames.append(doc)
+
+
+def _outdated(app, env, added, changed, removed):
+    return sorted(getattr(env, "pdlt_dynamic", set()) - set(removed))
+
+
+def _purge(app, env, docname):
+    getattr(env, "pdlt_dynamic", set()).discard(docname)
+
+
+def _merge(app, env, docnames, other):
+    if not hasattr(env, "pdlt_dynamic"):
+        env.pdlt_dynamic = set()
+    env.pdlt_dynamic |= getattr(other, "pdlt_dynamic", set()) & set(docnames)
+
+
+def _resolve(app, doctree, docname):
+    for node in list(doctree.findall(pdlt_placeholder)):
+        if app.builder.format != "html":
+            node.replace_self([])
+            continue
+        node.replace_self(RENDER[node["kind"]](app, docname))
+
+
+def _repo(app) -> tuple[str, str]:
+    url = app.config.html_theme_options.get("repository_url", "")
+    if "github.com/" not in url:
+        return "", ""
+    org, repo = url.split("github.com/", 1)[1].strip("/").split("/")[:2]
+    return org, repo.removesuffix(".git")
+
+
+def launch_urls(app, docname: str) -> dict[str, str]:
+    """Colab and Binder URLs of the generated notebook of ``docname`` (empty without a GitHub repo)."""
+    org, repo = _repo(app)
+    if not org:
+        return {}
+    opts = app.config.html_theme_options.get("launch_buttons", {})
+    branch = app.config.pdlt_launch_branch
+    path = f"{app.config.pdlt_launch_path.strip('/')}/{docname}.ipynb"
+    urls = {}
+    if opts.get("colab_url"):
+        urls["Colab"] = f"{opts['colab_url'].rstrip('/')}/github/{org}/{repo}/blob/{branch}/{path}"
+    if opts.get("binderhub_url"):
+        ui = "lab/tree" if opts.get("notebook_interface") == "jupyterlab" else "tree"
+        urls["Binder"] = f"{opts['binderhub_url'].rstrip('/')}/v2/gh/{org}/{repo}/{branch}?urlpath={ui}/{path}"
+    return urls
+
+
+def _launch_buttons(app, pagename, templatename, context, doctree):
+    buttons = context.get("header_buttons")
+    if not buttons:
+        return
+    for group in [b for b in buttons if b.get("label") == "launch-buttons"]:
+        urls = launch_urls(app, pagename) if pagename in chapter_docnames(app) else {}
+        group["buttons"] = [dict(b, url=urls[b["text"]]) for b in group.get("buttons", []) if b.get("text") in urls]
+        if not group["buttons"]:
+            buttons.remove(group)
+
+
+CSS = """
+.pdlt-gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr)); gap: 1rem;
+  margin: 1rem 0 1.5rem; }
+.pdlt-card { display: flex; flex-direction: column; border: 1px solid var(--pst-color-border, #ddd);
+  border-radius: .4rem; padding: .6rem; text-decoration: none !important; color: inherit !important;
+  background: var(--pst-color-background, #fff); }
+.pdlt-card:hover { box-shadow: 0 2px 8px rgba(0, 0, 0, .15); }
+.pdlt-card img { width: 100%; height: auto; margin-bottom: .4rem; background: #fff; }
+.pdlt-card-title { font-weight: 600; }
+.pdlt-card-caption { font-size: .9em; margin-top: .2rem; }
+.pdlt-card-meta { font-size: .8em; color: var(--pst-color-text-muted, #666); margin-top: .3rem; }
+.pdlt-card-bad .pdlt-card-meta { color: #b00020; font-weight: 600; }
+.pdlt-card-noimg { font-size: .8em; color: #999; padding: 2rem 0; text-align: center; }
+table.pdlt-status { font-size: .8em; }
+table.pdlt-status td, table.pdlt-status th { padding: .3em .4em; }
+table.pdlt-status .line-block { margin: 0; }
+.pdlt-rerun table { font-size: .9em; }
+"""
+
+
+def _finished(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    from .notebooks import repository_url, write_launch_notebooks
+
+    out = Path(app.outdir)
+    (out / "_static").mkdir(parents=True, exist_ok=True)
+    (out / "_static" / "pdlt.css").write_text(CSS)
+    url = app.config.html_theme_options.get("repository_url") or repository_url(Path(app.confdir))
+    written = write_launch_notebooks(Path(app.srcdir), out / app.config.pdlt_launch_path, url)
+    logger.info(f"pdlt: {len(written)} launch notebooks in {out / app.config.pdlt_launch_path}")
+
+
+def setup(app):
+    app.add_config_value("pdlt_read_last", [], "env")
+    app.add_config_value("pdlt_launch_branch", "gh-pages", "html")
+    app.add_config_value("pdlt_launch_path", "notebooks", "html")
+    app.add_config_value("pdlt_full_results", "book/results/full", "env")
+    app.add_node(pdlt_placeholder)
+    for kind in KINDS:
+        app.add_directive(f"pdlt-{kind}", _make_directive(kind))
+    app.add_css_file("pdlt.css")
+    app.connect("env-before-read-docs", _read_last)
+    app.connect("env-get-outdated", _outdated)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
+    app.connect("doctree-resolved", _resolve)
+    app.connect("html-page-context", _launch_buttons, priority=502)
+    app.connect("build-finished", _finished)
+    return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

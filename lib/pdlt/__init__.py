@@ -60,6 +60,7 @@ from ._ensembles import ensemble_moments as ensemble_moments
 from ._ensembles import warn_nonfinite as warn_nonfinite
 from ._gaussian import gaussian_expectation_dK as gaussian_expectation_dK
 from ._gaussian import gaussian_expectation_n as gaussian_expectation_n
+from ._gaussian import gaussian_moment_tensor as gaussian_moment_tensor
 from ._gaussian import psd_factor as psd_factor
 from ._gaussian import scale_invariant_expectation2 as scale_invariant_expectation2
 from ._vertex import VertexFlow as VertexFlow

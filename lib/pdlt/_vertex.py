@@ -37,7 +37,7 @@ import numpy as np
 from . import _checks
 from ._activations import get_activation
 from ._criticality import dense_expectation
-from ._gaussian import gaussian_expectation_n, kernel_map, scale_invariant_expectation2
+from ._gaussian import gaussian_moment_tensor, kernel_map, scale_invariant_expectation2
 
 __all__ = [
     "VertexFlow",
@@ -143,21 +143,22 @@ def _moment_tensors(act, K):
     """S2_ab = <s_a s_b>, S4_abcd = <s_a s_b s_c s_d> at kernel K (N, N)."""
     N = K.shape[-1]
 
-    def f2(z):
-        s = act.sigma(z)
-        return s[:, :, None] * s[:, None, :]
-
-    def f4(z):
-        s = act.sigma(z)
-        return s[:, :, None, None, None] * s[:, None, :, None, None] * s[:, None, None, :, None] * s[:, None, None, None, :]
-
     if act.scale_invariant and N <= 2:
         if N == 1:
             A2 = 0.5 * (act.a_plus**2 + act.a_minus**2)
             A4 = 0.5 * (act.a_plus**4 + act.a_minus**4)
             return (A2 * K).reshape(1, 1), (3 * A4 * K[0, 0] ** 2).reshape(1, 1, 1, 1)
+
+        def f2(z):
+            s = act.sigma(z)
+            return s[:, :, None] * s[:, None, :]
+
+        def f4(z):
+            s = act.sigma(z)
+            return jnp.einsum("pa,pb,pc,pd->pabcd", s, s, s, s)
+
         return scale_invariant_expectation2(f2, K, 2), scale_invariant_expectation2(f4, K, 4)
-    return gaussian_expectation_n(f2, K), gaussian_expectation_n(f4, K)
+    return gaussian_moment_tensor(act.sigma, K, 2), gaussian_moment_tensor(act.sigma, K, 4)
 
 
 def vertex_recursion_multi(K1, *, C_b: float, C_W: float, L: int, activation="relu", widths=None) -> VertexFlow:

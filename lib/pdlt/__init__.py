@@ -65,6 +65,7 @@ from ._gaussian import psd_factor as psd_factor
 from ._gaussian import scale_invariant_expectation2 as scale_invariant_expectation2
 from ._vertex import VertexFlow as VertexFlow
 from ._vertex import exact_metric_moments as exact_metric_moments
+from ._vertex import deep_linear_log_metric as deep_linear_log_metric
 from ._vertex import exact_vertex as exact_vertex
 from ._vertex import kernel_angle as kernel_angle
 from ._vertex import scale_invariant_nu as scale_invariant_nu

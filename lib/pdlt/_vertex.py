@@ -47,6 +47,7 @@ __all__ = [
     "exact_vertex",
     "scale_invariant_nu",
     "kernel_angle",
+    "deep_linear_log_metric",
 ]
 
 
@@ -304,3 +305,28 @@ def exact_vertex(K1, *, C_W: float, widths, activation="relu"):
     w = _checks.widths("exact_vertex", "widths", widths)
     nprev = np.array([1.0] + list(w[:-1]), float)
     return nprev * (M[:, 1] - M[:, 0] ** 2)
+
+
+def deep_linear_log_metric(K1, *, C_W: float, widths):
+    r"""Exact mean and variance of :math:`\log\hat G^{(\ell)}` for a deep linear network (no biases; PDLT §3.4).
+
+    :math:`\hat G^{(\ell+1)} = \hat G^{(\ell)}\,C_W\,\chi^2_{n_\ell}/n_\ell` with independent chi-squared factors, so
+    :math:`E[\log\hat G^{(\ell)}] = \log G^{(1)} + \sum_{\ell'<\ell}[\log(2C_W/n_{\ell'}) + \psi(n_{\ell'}/2)]` and
+    :math:`\mathrm{Var}[\log\hat G^{(\ell)}] = \sum_{\ell'<\ell}\psi_1(n_{\ell'}/2)\approx 2(\ell-1)/n`
+    (digamma :math:`\psi`, trigamma :math:`\psi_1`): the log of the output norm spreads like a random walk,
+    with variance set by the aspect ratio, while :math:`E[\hat G]` stays :math:`C_W^{\ell-1}G^{(1)}`.
+
+    Args: K1: :math:`G^{(1)} > 0`. C_W: weight variance. widths: ``(n_1, ..., n_L)``.
+    Returns: ``(mean, var)``, numpy arrays of shape ``(L,)``.
+    """
+    from scipy.special import polygamma, psi
+
+    fn = "deep_linear_log_metric"
+    w = _checks.widths(fn, "widths", widths)
+    _checks.positive(fn, K1=K1, C_W=C_W)
+    n = np.asarray(w[:-1], float)
+    steps_m = np.log(2 * C_W / n) + psi(n / 2)
+    steps_v = polygamma(1, n / 2)
+    mean = np.log(float(K1)) + np.concatenate([[0.0], np.cumsum(steps_m)])
+    var = np.concatenate([[0.0], np.cumsum(steps_v)])
+    return mean, var

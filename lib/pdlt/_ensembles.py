@@ -135,6 +135,15 @@ def _batch_conditional(key, indices, x, widths, C_b, C_W, act):
     return jax.vmap(one)(indices)
 
 
+def _padded_batch(key, start, chunk, n_nets, x, widths, Cb, Cw, act, method):
+    """Networks start..min(start+chunk, n_nets)-1. A short final chunk is padded to the full chunk
+    size and cut back, so every chunk has one shape (one compilation); network i depends only on i."""
+    size = min(chunk, n_nets)
+    G, z = _run_batch(key, jnp.arange(start, start + size), x, widths, Cb, Cw, act, method)
+    stop = min(start + size, n_nets) - start
+    return G[:stop], z[:stop]
+
+
 def _run_batch(key, idx, x, widths, Cb, Cw, act, method):
     if method == "conditional":
         return _batch_conditional(key, idx, x, widths, jnp.asarray(Cb, x.dtype), jnp.asarray(Cw, x.dtype), act)
@@ -162,8 +171,7 @@ def ensemble_metrics(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
     Gs, zs = [], []
     for start in progress_range(0, n_nets, chunk, desc=f"{act.name} ensemble ({method})", enable=progress):
-        idx = jnp.arange(start, min(start + chunk, n_nets))
-        G, z = _run_batch(key, idx, x, widths, Cb, Cw, act.name, method)
+        G, z = _padded_batch(key, start, chunk, n_nets, x, widths, Cb, Cw, act.name, method)
         warn_nonfinite(fn, G)
         Gs.append(G)
         zs.append(z)
@@ -212,6 +220,7 @@ class EnsembleMoments(NamedTuple):
     raw_se: np.ndarray
 
 
+@np.errstate(all="ignore")  # non-finite chunks were already reported by warn_nonfinite
 def _chunk_sums(G, shift, order):
     """Power sums of one chunk, accumulated in float64 numpy (the chunk itself may be float32)."""
     G = np.asarray(G, dtype=np.float64)
@@ -251,15 +260,18 @@ def ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int
         raise _checks.PDLTValueError(f"{fn}: `n_nets` must be >= 2 for a variance, got {n_nets}")
     acc, shift = None, None
     for start in progress_range(0, n_nets, chunk, desc=f"{act.name} moments ({method})", enable=progress):
-        idx = jnp.arange(start, min(start + chunk, n_nets))
-        G, _ = _run_batch(key, idx, x, widths, Cb, Cw, act.name, method)
+        G, _ = _padded_batch(key, start, chunk, n_nets, x, widths, Cb, Cw, act.name, method)
         warn_nonfinite(fn, G)
         if shift is None:
             shift = np.asarray(jnp.mean(G, axis=0), np.float64).reshape(1, *G.shape[1:])
         sums = _chunk_sums(G, shift, order)
         acc = sums if acc is None else {k: acc[k] + v for k, v in sums.items()}
-    S = float(n_nets)
-    L, N = len(widths), x.shape[0]
+    with np.errstate(all="ignore"):
+        return _finish_moments(acc, shift, float(n_nets), len(widths), x.shape[0], order, n_nets)
+
+
+def _finish_moments(acc, shift, S, L, N, order, n_nets):
+    """Means, variances, covariances and raw moments (with SEs) from the accumulated power sums."""
     c = shift.reshape(L, N * N)
     m1 = acc["d1"] / S
     mean = c + m1

@@ -157,6 +157,17 @@ def test_relu_angle_law():
     assert float(psi[-1]) * 3000 / (3 * math.pi) == pytest.approx(1.0, abs=0.01)
 
 
+def test_readout_kurtosis_reduces_to_the_book_for_gaussian_weights():
+    for name, cb, cw in [("tanh", 0.0, 1.0), ("relu", 0.1, 2.0)]:
+        f = pdlt.vertex_recursion(1.3, C_b=cb, C_W=cw, L=2, activation=name)
+        book = 3 * float(f.V[1]) / (8 * float(f.K[1]) ** 2)
+        got = pdlt.readout_excess_kurtosis(1.3, C_b=cb, C_W=cw, activation=name, n=8, readout="gaussian")
+        assert got == pytest.approx(book, rel=1e-10)
+    assert pdlt.readout_excess_kurtosis(2.0, C_b=0.0, C_W=2.0, n=4, readout="rademacher") == pytest.approx(0.75)
+    with pytest.raises(pdlt.PDLTValueError, match="readout"):
+        pdlt.readout_excess_kurtosis(1.0, C_b=0.0, C_W=1.0, n=4, readout="cauchy")
+
+
 # ----------------------------------------------------------------- ensembles
 def _z(a, sa, b, sb):
     return float(abs(a - b) / math.sqrt(sa**2 + sb**2))

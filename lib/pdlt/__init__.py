@@ -71,3 +71,8 @@ from ._vertex import kernel_angle as kernel_angle
 from ._vertex import scale_invariant_nu as scale_invariant_nu
 from ._vertex import vertex_recursion as vertex_recursion
 from ._vertex import vertex_recursion_multi as vertex_recursion_multi
+from ._ensembles import READOUTS as READOUTS
+from ._ensembles import readout_ensemble as readout_ensemble
+from ._stats import excess_kurtosis_and_se as excess_kurtosis_and_se
+from ._vertex import READOUT_KURTOSIS as READOUT_KURTOSIS
+from ._vertex import readout_excess_kurtosis as readout_excess_kurtosis

@@ -31,7 +31,7 @@ from ._kernel import input_kernel
 from ._mlp import init_mlp, mlp_preactivations, network_key
 
 __all__ = ["METHODS", "sample_network_metrics", "ensemble_metrics", "EnsembleMoments", "ensemble_moments",
-           "warn_nonfinite"]
+           "warn_nonfinite", "READOUTS", "readout_ensemble"]
 
 METHODS = ("conditional", "explicit")
 
@@ -292,3 +292,52 @@ def _finish_moments(acc, shift, S, L, N, order, n_nets):
         n_nets, mean.reshape(sh), np.sqrt(c2 / S).reshape(sh), var.reshape(sh), var_se.reshape(sh),
         cov.reshape(L, N, N, N, N), cov_se.reshape(L, N, N, N, N),
         raw.reshape(order, *sh), raw_se.reshape(order, *sh))
+
+
+#: readout-weight distributions of :func:`readout_ensemble` (all with variance C_W / n).
+READOUTS = ("gaussian", "rademacher", "uniform")
+
+
+def _readout_one(key, x, n, C_b, C_W, sigma):
+    k1, k2, k3, k4, k5, k6 = jax.random.split(key, 6)
+    n0, dt = x.shape[1], x.dtype
+    W = jax.random.normal(k1, (n, n0), dt) * jnp.sqrt(C_W / n0)
+    b = jax.random.normal(k2, (n,), dt) * jnp.sqrt(C_b)
+    h = sigma(x @ W.T + b)                                            # (N, n)
+    v = jnp.stack([jax.random.normal(k3, (n,), dt),
+                   jax.random.rademacher(k4, (n,), dt),
+                   jax.random.uniform(k5, (n,), dt, -jnp.sqrt(3.0), jnp.sqrt(3.0))])  # unit variance
+    b2 = jax.random.normal(k6, (), dt) * jnp.sqrt(C_b)
+    return b2 + jnp.sqrt(C_W / n) * v @ h.T                            # (3, N)
+
+
+@partial(jax.jit, static_argnames=("n", "act"))
+def _readout_batch(key, idx, x, n, C_b, C_W, act):
+    sigma = get_activation(act).sigma
+    return jax.vmap(lambda i: _readout_one(network_key(key, i), x, n, C_b, C_W, sigma))(idx)
+
+
+def readout_ensemble(key, x, *, width: int, C_b: float, C_W: float, activation="relu", n_nets: int,
+                     chunk: int = 65536, progress: bool | None = None) -> dict:
+    r"""Outputs of one-hidden-layer networks whose readout weights are Gaussian, Rademacher or uniform
+    (Antognini 2019; the hidden layer is the book's Gaussian initialization).
+
+    :math:`f_a = b^{(2)} + \sum_{i=1}^{n} v_i\,\sigma(z^{(1)}_{i;a})` with :math:`E[v_i^2] = C_W/n`. The three
+    readouts of network ``i`` share its hidden layer (key ``fold_in(key, i)``), so each readout's ensemble
+    is exact but the three are correlated.
+
+    Returns: dict readout name -> array ``(n_nets, N)``.
+    """
+    from ._progress import progress_range
+
+    fn = "readout_ensemble"
+    x, widths, Cb, Cw, act = _validate(fn, x, (width,), C_b, C_W, activation, "explicit")
+    _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
+    outs = []
+    size = min(chunk, n_nets)
+    for start in progress_range(0, n_nets, size, desc=f"{act.name} readouts", enable=progress):
+        f = _readout_batch(key, jnp.arange(start, start + size), x, widths[0], Cb[0], Cw[0], act.name)
+        outs.append(f[: min(start + size, n_nets) - start])
+    f = jnp.concatenate(outs)
+    warn_nonfinite(fn, f)
+    return {r: f[:, k] for k, r in enumerate(READOUTS)}

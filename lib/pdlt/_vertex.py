@@ -48,6 +48,8 @@ __all__ = [
     "scale_invariant_nu",
     "kernel_angle",
     "deep_linear_log_metric",
+    "READOUT_KURTOSIS",
+    "readout_excess_kurtosis",
 ]
 
 
@@ -330,3 +332,30 @@ def deep_linear_log_metric(K1, *, C_W: float, widths):
     mean = np.log(float(K1)) + np.concatenate([[0.0], np.cumsum(steps_m)])
     var = np.concatenate([[0.0], np.cumsum(steps_v)])
     return mean, var
+
+
+#: :math:`E[v^4]/E[v^2]^2` of the readout distributions of :func:`pdlt.readout_ensemble`.
+READOUT_KURTOSIS = {"gaussian": 3.0, "rademacher": 1.0, "uniform": 9.0 / 5.0}
+
+
+def readout_excess_kurtosis(K1, *, C_b: float, C_W: float, activation="relu", n: int, readout="gaussian"):
+    r"""Exact excess kurtosis of a one-hidden-layer output at any width n (Antognini 2019, arXiv:1908.10030;
+    with a Gaussian readout it is the book's layer-2 result :math:`3V^{(2)}/(n_1 (K^{(2)})^2)`, PDLT §4.2).
+
+    The output is a bias plus a sum of n iid terms :math:`v_i\sigma_i`, so its fourth cumulant is exactly
+    :math:`\frac{C_W^2}{n}\big[\kappa_v\langle\sigma^4\rangle_{K^{(1)}} - 3\langle\sigma^2\rangle_{K^{(1)}}^2\big]`
+    with :math:`\kappa_v = E[v^4]/E[v^2]^2` (3 Gaussian, 1 Rademacher, 9/5 uniform); divided by
+    :math:`(K^{(2)})^2 = (C_b + C_W\langle\sigma^2\rangle)^2`.
+
+    Returns: float.
+    """
+    fn = "readout_excess_kurtosis"
+    act = get_activation(activation, fn)
+    _checks.one_of(fn, "readout", readout, tuple(READOUT_KURTOSIS))
+    _checks.positive(fn, K1=K1, C_W=C_W)
+    _checks.nonnegative(fn, C_b=C_b)
+    _checks.positive_int(fn, n=n)
+    K1 = jnp.asarray(K1, jnp.result_type(float))
+    s2 = float(dense_expectation(lambda z: act.sigma(z) ** 2, K1))
+    s4 = float(dense_expectation(lambda z: act.sigma(z) ** 4, K1))
+    return C_W**2 * (READOUT_KURTOSIS[readout] * s4 - 3 * s2**2) / (n * (C_b + C_W * s2) ** 2)

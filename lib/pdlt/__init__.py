@@ -49,3 +49,35 @@ from ._stats import variance_and_se as variance_and_se
 from . import book as book  # noqa: E402
 
 __version__ = "0.1.0"
+
+# --- core (issue 3): multi-variable Gaussian averages, criticality, four-point vertex, streaming moments
+from ._criticality import Criticality as Criticality
+from ._criticality import chi_parallel as chi_parallel
+from ._criticality import chi_perp as chi_perp
+from ._criticality import critical_point as critical_point
+from ._criticality import dense_expectation as dense_expectation
+from ._criticality import fixed_point as fixed_point
+from ._criticality import h_coefficient as h_coefficient
+from ._criticality import kstar_zero_coefficients as kstar_zero_coefficients
+from ._criticality import sigma_sq as sigma_sq
+from ._ensembles import EnsembleMoments as EnsembleMoments
+from ._ensembles import ensemble_moments as ensemble_moments
+from ._ensembles import warn_nonfinite as warn_nonfinite
+from ._gaussian import gaussian_expectation_dK as gaussian_expectation_dK
+from ._gaussian import gaussian_expectation_n as gaussian_expectation_n
+from ._gaussian import gaussian_moment_tensor as gaussian_moment_tensor
+from ._gaussian import psd_factor as psd_factor
+from ._gaussian import scale_invariant_expectation2 as scale_invariant_expectation2
+from ._vertex import VertexFlow as VertexFlow
+from ._vertex import exact_metric_moments as exact_metric_moments
+from ._vertex import deep_linear_log_metric as deep_linear_log_metric
+from ._vertex import exact_vertex as exact_vertex
+from ._vertex import kernel_angle as kernel_angle
+from ._vertex import scale_invariant_nu as scale_invariant_nu
+from ._vertex import vertex_recursion as vertex_recursion
+from ._vertex import vertex_recursion_multi as vertex_recursion_multi
+from ._ensembles import READOUTS as READOUTS
+from ._ensembles import readout_ensemble as readout_ensemble
+from ._stats import excess_kurtosis_and_se as excess_kurtosis_and_se
+from ._vertex import READOUT_KURTOSIS as READOUT_KURTOSIS
+from ._vertex import readout_excess_kurtosis as readout_excess_kurtosis

@@ -33,6 +33,9 @@ class Activation(NamedTuple):
       a_plus, a_minus: slopes for the scale-invariant family, else ``None``.
       smooth: True if sigma is infinitely differentiable (quadrature is then spectrally accurate).
       family: 'scale-invariant', 'K*=0', 'half-stable', 'none' (no criticality), or 'step'.
+      kernel: optional closed form ``(K_aa, K_ab, K_bb) -> <sigma(z_a) sigma(z_b)>_K`` (elementwise
+        arrays); used by :func:`pdlt.kernel_map` instead of quadrature when given.
+      dkernel: optional closed form of ``<sigma'(z_a) sigma'(z_b)>_K``, same signature.
     """
 
     name: str
@@ -43,6 +46,8 @@ class Activation(NamedTuple):
     a_minus: float | None
     smooth: bool
     family: str
+    kernel: Callable | None = None
+    dkernel: Callable | None = None
 
     @property
     def scale_invariant(self) -> bool:
@@ -126,6 +131,25 @@ ACTIVATIONS: dict[str, Activation] = {
     ),
 }
 ACTIVATIONS["perceptron"] = ACTIVATIONS["step"]._replace(name="perceptron")
+
+
+def _erf_kernel(kaa, kab, kbb):
+    # <erf(z_a) erf(z_b)>_K = (2/pi) arcsin(2 K_ab / sqrt((1 + 2 K_aa)(1 + 2 K_bb)))  (Williams 1997)
+    return (2.0 / jnp.pi) * jnp.arcsin(2.0 * kab / jnp.sqrt((1.0 + 2.0 * kaa) * (1.0 + 2.0 * kbb)))
+
+
+def _erf_dkernel(kaa, kab, kbb):
+    # sigma' = (2/sqrt(pi)) exp(-z^2):  <sigma'_a sigma'_b>_K = (4/pi) / sqrt(det(1 + 2K))
+    return (4.0 / jnp.pi) / jnp.sqrt((1.0 + 2.0 * kaa) * (1.0 + 2.0 * kbb) - 4.0 * kab * kab)
+
+
+#: erf: a smooth odd activation of the K*=0 class with closed-form kernels (sigma_1 = 2/sqrt(pi)).
+ACTIVATIONS["erf"] = Activation(
+    "erf", erf,
+    lambda z: (2.0 / jnp.sqrt(jnp.pi)) * jnp.exp(-z * z),
+    lambda z: (-4.0 / jnp.sqrt(jnp.pi)) * z * jnp.exp(-z * z),
+    None, None, True, "K*=0", _erf_kernel, _erf_dkernel,
+)
 
 
 def activation_names() -> tuple[str, ...]:

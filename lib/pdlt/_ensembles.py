@@ -18,42 +18,55 @@ the ensemble is chunked or sharded.
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _checks
 from ._activations import get_activation
+from ._gaussian import psd_factor
 from ._kernel import input_kernel
 from ._mlp import init_mlp, mlp_preactivations, network_key
 
-__all__ = ["METHODS", "sample_network_metrics", "ensemble_metrics"]
+__all__ = ["METHODS", "sample_network_metrics", "ensemble_metrics", "EnsembleMoments", "ensemble_moments",
+           "warn_nonfinite", "READOUTS", "readout_ensemble"]
 
 METHODS = ("conditional", "explicit")
 
 
-def _psd_sqrt_factor(G):
-    """A factor R with R R^T = G for a PSD matrix G (Cholesky with a tiny relative jitter)."""
-    N = G.shape[-1]
-    jitter = 1e-12 if G.dtype == jnp.float64 else 1e-6
-    scale = jnp.maximum(jnp.trace(G) / N, jnp.finfo(G.dtype).tiny)
-    return jnp.linalg.cholesky(G + jitter * scale * jnp.eye(N, dtype=G.dtype))
+_psd_sqrt_factor = psd_factor  # (kept name) R R^T = G, Cholesky with a tiny relative jitter
 
 
 def _conditional_one(key, G1, widths, C_b, C_W, sigma):
+    """One network by the conditional sampler; C_b, C_W are length-L arrays (traced).
+
+    When the hidden widths n_1..n_{L-1} are equal the layers run in a ``lax.scan`` (one compiled
+    layer body; the same draws as the unrolled loop: layer ell uses ``split(key, L)[ell]``).
+    """
     L = len(widths)
     keys = jax.random.split(key, L)
-    Gs, G = [G1], G1
-    z = None
-    for ell in range(L):
-        R = _psd_sqrt_factor(G)
-        g = jax.random.normal(keys[ell], (G.shape[0], widths[ell]), G.dtype)
-        z = R @ g                                  # z^(ell+1): (N, n_{ell+1})
-        if ell < L - 1:
-            s = sigma(z)
-            G = C_b[ell + 1] + C_W[ell + 1] * (s @ s.T) / widths[ell]
-            Gs.append(G)
-    return jnp.stack(Gs), z
+    N = G1.shape[0]
+
+    def layer(G, k, n, cb, cw):
+        z = psd_factor(G) @ jax.random.normal(k, (N, n), G.dtype)   # z^(ell+1): (N, n)
+        s = sigma(z)
+        return cb + cw * (s @ s.T) / n
+
+    if L >= 2 and len(set(widths[:-1])) == 1:
+        n = widths[0]
+        G, Gs = jax.lax.scan(lambda G, inp: (lambda Gn: (Gn, Gn))(layer(G, inp[0], n, inp[1], inp[2])),
+                             G1, (keys[: L - 1], C_b[1:], C_W[1:]))
+        Gs = jnp.concatenate([G1[None], Gs])
+    else:
+        G, out = G1, [G1]
+        for ell in range(L - 1):
+            G = layer(G, keys[ell], widths[ell], C_b[ell + 1], C_W[ell + 1])
+            out.append(G)
+        Gs = jnp.stack(out)
+    z = psd_factor(G) @ jax.random.normal(keys[L - 1], (N, widths[-1]), G.dtype)
+    return Gs, z
 
 
 def _explicit_one(key, x, widths, C_b, C_W, act):
@@ -106,7 +119,35 @@ def _one(key, index, x, widths, C_b, C_W, act, method):
     if method == "explicit":
         return _explicit_one(k, x, widths, C_b, C_W, act)
     G1 = input_kernel(x, C_b=C_b[0], C_W=C_W[0])
-    return _conditional_one(k, G1, widths, C_b, C_W, get_activation(act).sigma)
+    return _conditional_one(k, G1, widths, jnp.asarray(C_b, x.dtype), jnp.asarray(C_W, x.dtype),
+                            get_activation(act).sigma)
+
+
+@partial(jax.jit, static_argnames=("widths", "act"))
+def _batch_conditional(key, indices, x, widths, C_b, C_W, act):
+    """Conditional sampler with traced (C_b, C_W) arrays: one compilation serves every initialization."""
+    sigma = get_activation(act).sigma
+
+    def one(i):
+        G1 = C_b[0] + C_W[0] * (x @ x.T) / x.shape[1]
+        return _conditional_one(network_key(key, i), G1, widths, C_b, C_W, sigma)
+
+    return jax.vmap(one)(indices)
+
+
+def _padded_batch(key, start, chunk, n_nets, x, widths, Cb, Cw, act, method):
+    """Networks start..min(start+chunk, n_nets)-1. A short final chunk is padded to the full chunk
+    size and cut back, so every chunk has one shape (one compilation); network i depends only on i."""
+    size = min(chunk, n_nets)
+    G, z = _run_batch(key, jnp.arange(start, start + size), x, widths, Cb, Cw, act, method)
+    stop = min(start + size, n_nets) - start
+    return G[:stop], z[:stop]
+
+
+def _run_batch(key, idx, x, widths, Cb, Cw, act, method):
+    if method == "conditional":
+        return _batch_conditional(key, idx, x, widths, jnp.asarray(Cb, x.dtype), jnp.asarray(Cw, x.dtype), act)
+    return _batch(key, idx, x, widths, Cb, Cw, act, method)
 
 
 @partial(jax.jit, static_argnames=("widths", "C_b", "C_W", "act", "method"))
@@ -130,8 +171,173 @@ def ensemble_metrics(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
     Gs, zs = [], []
     for start in progress_range(0, n_nets, chunk, desc=f"{act.name} ensemble ({method})", enable=progress):
-        idx = jnp.arange(start, min(start + chunk, n_nets))
-        G, z = _batch(key, idx, x, widths, Cb, Cw, act.name, method)
+        G, z = _padded_batch(key, start, chunk, n_nets, x, widths, Cb, Cw, act.name, method)
+        warn_nonfinite(fn, G)
         Gs.append(G)
         zs.append(z)
     return jnp.concatenate(Gs), jnp.concatenate(zs)
+
+
+def warn_nonfinite(fn: str, values) -> bool:
+    """Warn (once per call) if ``values`` holds inf/NaN: overflow in the chaotic phase, or float32 range.
+
+    Returns True if a non-finite value was found.
+    """
+    import warnings
+
+    bad = int(jnp.size(values) - jnp.sum(jnp.isfinite(values)))
+    if bad:
+        dt = jnp.asarray(values).dtype
+        hint = ("enable float64 with jax.config.update('jax_enable_x64', True) (pdlt.book.Chapter does this)"
+                if dt != jnp.float64 else "the kernel overflows even float64: reduce the depth or C_W")
+        warnings.warn(f"{fn}: {bad} non-finite value(s) in {dt} metrics (overflow/NaN, e.g. an exploding kernel "
+                      f"in the chaotic phase); {hint}", RuntimeWarning, stacklevel=3)
+    return bool(bad)
+
+
+class EnsembleMoments(NamedTuple):
+    r"""Streaming moments of the conditional metrics :math:`\hat G^{(\ell)}_{ab}` over an ensemble.
+
+    All arrays have a leading layer axis L and the inputs' N x N shape after it.
+
+    Attributes:
+      n_nets: number of networks S.
+      mean, mean_se: :math:`E[\hat G]` and its standard error, ``(L, N, N)``.
+      var, var_se: :math:`\mathrm{Var}(\hat G_{ab})` (unbiased) and its delta-method SE (from the fourth
+        central moment), ``(L, N, N)``.
+      cov, cov_se: :math:`\mathrm{Cov}(\hat G_{ab}, \hat G_{cd})`, ``(L, N, N, N, N)``, and its SE.
+      raw, raw_se: :math:`E[\hat G^m]` for m = 1..order, ``(order, L, N, N)``, and SEs.
+    """
+
+    n_nets: int
+    mean: np.ndarray
+    mean_se: np.ndarray
+    var: np.ndarray
+    var_se: np.ndarray
+    cov: np.ndarray
+    cov_se: np.ndarray
+    raw: np.ndarray
+    raw_se: np.ndarray
+
+
+@np.errstate(all="ignore")  # non-finite chunks were already reported by warn_nonfinite
+def _chunk_sums(G, shift, order):
+    """Power sums of one chunk, accumulated in float64 numpy (the chunk itself may be float32)."""
+    G = np.asarray(G, dtype=np.float64)
+    S, L, N, _ = G.shape
+    d = (G - shift).reshape(S, L, N * N)
+    pq = d[:, :, :, None] * d[:, :, None, :]
+    out = {"d1": d.sum(0), "d2": (d**2).sum(0), "d3": (d**3).sum(0), "d4": (d**4).sum(0),
+           "pq": pq.sum(0), "pq2": (pq**2).sum(0)}
+    P = G.reshape(S, L, N * N)
+    for m in range(1, 2 * order + 1):
+        out[f"p{m}"] = (P**m).sum(0)
+    return out
+
+
+def ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int, method="conditional",
+                     chunk: int = 4096, order: int = 3, progress: bool | None = None) -> EnsembleMoments:
+    r"""Moments of :math:`\hat G^{(\ell)}` over ``n_nets`` networks, streamed in chunks (PDLT §4.1-§4.3).
+
+    Only float64 power sums are kept between chunks (never the whole ensemble), so ensembles far
+    larger than memory run; networks are those of :func:`ensemble_metrics` (network i uses
+    ``fold_in(key, i)``), so any chunk size gives the same numbers up to rounding. The variance is
+    the low-variance (conditional) estimator of the four-point vertex: :math:`V^{(\ell)} \approx
+    n_{\ell-1}\mathrm{Var}(\hat G^{(\ell)})`, and the output moments follow from
+    :math:`E[z^{2m}] = (2m-1)!!E[\hat G^m]` without sampling z.
+
+    Args: as :func:`ensemble_metrics`, plus ``order``: highest raw moment :math:`E[\hat G^m]` (its SE needs
+      the 2m-th power sum).
+    Returns: :class:`EnsembleMoments` (numpy float64 arrays).
+    Warns: RuntimeWarning naming float64 if any metric overflows (see :func:`warn_nonfinite`).
+    """
+    from ._progress import progress_range
+
+    fn = "ensemble_moments"
+    x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method)
+    _checks.positive_int(fn, n_nets=n_nets, chunk=chunk, order=order)
+    if n_nets < 2:
+        raise _checks.PDLTValueError(f"{fn}: `n_nets` must be >= 2 for a variance, got {n_nets}")
+    acc, shift = None, None
+    for start in progress_range(0, n_nets, chunk, desc=f"{act.name} moments ({method})", enable=progress):
+        G, _ = _padded_batch(key, start, chunk, n_nets, x, widths, Cb, Cw, act.name, method)
+        warn_nonfinite(fn, G)
+        if shift is None:
+            shift = np.asarray(jnp.mean(G, axis=0), np.float64).reshape(1, *G.shape[1:])
+        sums = _chunk_sums(G, shift, order)
+        acc = sums if acc is None else {k: acc[k] + v for k, v in sums.items()}
+    with np.errstate(all="ignore"):
+        return _finish_moments(acc, shift, float(n_nets), len(widths), x.shape[0], order, n_nets)
+
+
+def _finish_moments(acc, shift, S, L, N, order, n_nets):
+    """Means, variances, covariances and raw moments (with SEs) from the accumulated power sums."""
+    c = shift.reshape(L, N * N)
+    m1 = acc["d1"] / S
+    mean = c + m1
+    # central moments about the sample mean from the shifted power sums
+    c2 = acc["d2"] / S - m1**2
+    c4 = acc["d4"] / S - 4 * m1 * acc["d3"] / S + 6 * m1**2 * acc["d2"] / S - 3 * m1**4
+    var = c2 * S / (S - 1)
+    var_se = np.sqrt(np.maximum(c4 - c2**2, 0.0) / S)
+    cpq = acc["pq"] / S - m1[:, :, None] * m1[:, None, :]
+    cov = cpq * S / (S - 1)
+    # SE of the covariance from the spread of the products (mean shift is a 1/S effect)
+    cov_se = np.sqrt(np.maximum(acc["pq2"] / S - (acc["pq"] / S) ** 2, 0.0) / S)
+    raw = np.stack([acc[f"p{m}"] / S for m in range(1, order + 1)])
+    raw_se = np.stack([np.sqrt(np.maximum(acc[f"p{2 * m}"] / S - (acc[f"p{m}"] / S) ** 2, 0.0) / S)
+                       for m in range(1, order + 1)])
+    sh = (L, N, N)
+    return EnsembleMoments(
+        n_nets, mean.reshape(sh), np.sqrt(c2 / S).reshape(sh), var.reshape(sh), var_se.reshape(sh),
+        cov.reshape(L, N, N, N, N), cov_se.reshape(L, N, N, N, N),
+        raw.reshape(order, *sh), raw_se.reshape(order, *sh))
+
+
+#: readout-weight distributions of :func:`readout_ensemble` (all with variance C_W / n).
+READOUTS = ("gaussian", "rademacher", "uniform")
+
+
+def _readout_one(key, x, n, C_b, C_W, sigma):
+    k1, k2, k3, k4, k5, k6 = jax.random.split(key, 6)
+    n0, dt = x.shape[1], x.dtype
+    W = jax.random.normal(k1, (n, n0), dt) * jnp.sqrt(C_W / n0)
+    b = jax.random.normal(k2, (n,), dt) * jnp.sqrt(C_b)
+    h = sigma(x @ W.T + b)                                            # (N, n)
+    v = jnp.stack([jax.random.normal(k3, (n,), dt),
+                   jax.random.rademacher(k4, (n,), dt),
+                   jax.random.uniform(k5, (n,), dt, -jnp.sqrt(3.0), jnp.sqrt(3.0))])  # unit variance
+    b2 = jax.random.normal(k6, (), dt) * jnp.sqrt(C_b)
+    return b2 + jnp.sqrt(C_W / n) * v @ h.T                            # (3, N)
+
+
+@partial(jax.jit, static_argnames=("n", "act"))
+def _readout_batch(key, idx, x, n, C_b, C_W, act):
+    sigma = get_activation(act).sigma
+    return jax.vmap(lambda i: _readout_one(network_key(key, i), x, n, C_b, C_W, sigma))(idx)
+
+
+def readout_ensemble(key, x, *, width: int, C_b: float, C_W: float, activation="relu", n_nets: int,
+                     chunk: int = 65536, progress: bool | None = None) -> dict:
+    r"""Outputs of one-hidden-layer networks whose readout weights are Gaussian, Rademacher or uniform
+    (Antognini 2019; the hidden layer is the book's Gaussian initialization).
+
+    :math:`f_a = b^{(2)} + \sum_{i=1}^{n} v_i\,\sigma(z^{(1)}_{i;a})` with :math:`E[v_i^2] = C_W/n`. The three
+    readouts of network ``i`` share its hidden layer (key ``fold_in(key, i)``), so each readout's ensemble
+    is exact but the three are correlated.
+
+    Returns: dict readout name -> array ``(n_nets, N)``.
+    """
+    from ._progress import progress_range
+
+    fn = "readout_ensemble"
+    x, widths, Cb, Cw, act = _validate(fn, x, (width,), C_b, C_W, activation, "explicit")
+    _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
+    outs = []
+    size = min(chunk, n_nets)
+    for start in progress_range(0, n_nets, size, desc=f"{act.name} readouts", enable=progress):
+        f = _readout_batch(key, jnp.arange(start, start + size), x, widths[0], Cb[0], Cw[0], act.name)
+        outs.append(f[: min(start + size, n_nets) - start])
+    f = jnp.concatenate(outs)
+    warn_nonfinite(fn, f)
+    return {r: f[:, k] for k, r in enumerate(READOUTS)}

@@ -81,6 +81,8 @@ RULES: dict[str, Callable] = {
     "dtype": _choice(("float32", "float64")),
     "z": _pos, "fast": _choice((True, False)),
 }
+RULES["n_small"] = _pos_int  # core (ch04): width of the small second-layer ensembles
+RULES["readout_widths"] = _list_of(_pos_int)  # core (ch04): hidden widths of the readout ensembles
 
 
 def validate_value(name: str, value, spec: ParamSpec | None = None):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["mean_and_se", "variance_and_se", "covariance_and_se", "batch_means_se", "fit_line"]
+__all__ = ["mean_and_se", "variance_and_se", "covariance_and_se", "batch_means_se", "fit_line",
+           "excess_kurtosis_and_se"]
 
 
 def mean_and_se(x, axis=0):
@@ -60,3 +61,17 @@ def fit_line(x, y, se=None):
         r = y - A @ coef
         cov = cov * (r @ (w * r)) / max(len(y) - 2, 1)
     return (float(coef[0]), float(coef[1])), (float(np.sqrt(cov[0, 0])), float(np.sqrt(cov[1, 1])))
+
+
+def excess_kurtosis_and_se(x, axis=0):
+    r"""Excess kurtosis :math:`\kappa = m_4/m_2^2 - 3` (central moments) and its delta-method SE.
+
+    The influence of sample s is :math:`(d_s^4 - m_4)/m_2^2 - 2m_4(d_s^2 - m_2)/m_2^3`, :math:`d = x - \bar x`.
+    """
+    x = jnp.asarray(x)
+    S = x.shape[axis]
+    d = x - jnp.mean(x, axis=axis, keepdims=True)
+    m2, m4 = jnp.mean(d**2, axis=axis, keepdims=True), jnp.mean(d**4, axis=axis, keepdims=True)
+    infl = (d**4 - m4) / m2**2 - 2 * m4 * (d**2 - m2) / m2**3
+    k = jnp.squeeze(m4 / m2**2, axis) - 3.0
+    return k, jnp.std(infl, axis=axis, ddof=1) / jnp.sqrt(S)

@@ -1,0 +1,163 @@
+r"""Monte Carlo statistics of the NTK over ensembles of networks at initialization (PDLT §8.2-§8.3, §9).
+
+* :func:`ensemble_ntk`: the empirical NTK (multi-input, multi-output) and the outputs of ``n_nets``
+  networks, ``vmap`` of :func:`pdlt.empirical_ntk` inside chunks; network ``i`` uses ``fold_in(key, i)``.
+* :func:`ntk_conditional_samples` and :func:`ntk_fluctuation_estimates`: single-input estimators of
+  H, V, A, B, D, F that average analytically over the last layer's weights (Rao-Blackwellised).
+  Given layer :math:`\ell` of a network (preactivations :math:`z_j`, full NTK :math:`\hat H_{jk}`), with
+  :math:`M_{jk} = \sigma'_j\sigma'_k\hat H_{jk}`, :math:`c = C_W/n` and for two different output neurons
+  :math:`i\ne k` of layer :math:`\ell+1`,
+
+  .. math::
+     \mu &\equiv E[\hat H'_{ii}\mid\ell] = \lambda_b + \tfrac{\lambda_W}{n}\textstyle\sum_j\sigma_j^2 + c\,\mathrm{tr}M,\qquad
+     \hat G' \equiv E[z_i'^2\mid\ell] = C_b + c\textstyle\sum_j\sigma_j^2,\\
+     E[\hat H_{ik}'^2\mid\ell] &= c^2\,\mathrm{tr}(M^2),\qquad E[\hat H'_{ik}z'_iz'_k\mid\ell] = c^2\,\sigma^{\!\top}\!M\sigma,
+
+  and rows i, k are independent given layer :math:`\ell`, so that exactly
+  :math:`H = E[\mu]`, :math:`V/n = \mathrm{Var}(\hat G')`, :math:`A/n = \mathrm{Var}(\mu)`,
+  :math:`D/n = \mathrm{Cov}(\mu,\hat G')`, :math:`B/n = E[c^2\mathrm{tr}M^2]`, :math:`F/n = E[c^2\sigma^{\!\top}M\sigma]`.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from . import _checks
+from ._activations import get_activation
+from ._empirical_ntk import empirical_ntk, learning_rate_tensor, ntk_forward_step
+from ._mlp import init_mlp, mlp_apply, network_key
+from ._progress import progress_range
+from ._stats import covariance_and_se, mean_and_se, variance_and_se
+
+__all__ = ["ensemble_ntk", "ntk_conditional_samples", "ntk_fluctuation_estimates"]
+
+
+def _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, ndim):
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    if x.ndim != ndim:
+        want = "(N, n0)" if ndim == 2 else "(n0,) (one input)"
+        raise _checks.PDLTValueError(f"{fn}: `x` must have shape {want}, got {x.shape}")
+    widths = _checks.widths(fn, "widths", widths)
+    L = len(widths)
+    _checks.nonnegative(fn, C_b=C_b)
+    _checks.positive(fn, C_W=C_W)
+    act = get_activation(activation, fn)
+    lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn=fn)
+    _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
+    return x, widths, act, lb, lw
+
+
+def ensemble_ntk(key, x, *, widths, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                 n_nets: int, chunk: int = 1024, progress: bool | None = None):
+    r"""Empirical NTKs and outputs of networks ``0..n_nets-1`` drawn from ``key``.
+
+    Args:
+      key: ensemble key (network i uses ``fold_in(key, i)``).
+      x: inputs ``(N, n0)``. widths: ``(n_1, ..., n_L)``. C_b, C_W: scalars.
+      activation: registry name. lambda_b, lambda_W: scalars or per-layer sequences of length L.
+      n_nets: networks. chunk: networks per ``vmap`` batch. progress: progress bar (default: env).
+    Returns:
+      ``(H, z)``: ``H`` of shape ``(n_nets, n_L, n_L, N, N)`` and ``z`` of shape ``(n_nets, N, n_L)``.
+    Raises:
+      PDLTValueError: bad shapes, widths, hyperparameters or learning-rate tensor, before compute.
+    """
+    fn = "ensemble_ntk"
+    x, widths, act, lb, lw = _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 2)
+    Hs, zs = [], []
+    for start in progress_range(0, n_nets, chunk, desc=f"{act.name} NTK ensemble", enable=progress):
+        idx = jnp.arange(start, min(start + chunk, n_nets))
+        H, z = _ntk_batch(key, idx, x, widths, float(C_b), float(C_W), act.name, lb, lw)
+        Hs.append(H)
+        zs.append(z)
+    return jnp.concatenate(Hs), jnp.concatenate(zs)
+
+
+@partial(jax.jit, static_argnames=("widths", "C_b", "C_W", "act", "lb", "lw"))
+def _ntk_batch(key, idx, x, widths, C_b, C_W, act, lb, lw):
+    def one(i):
+        p = init_mlp(network_key(key, i), x.shape[1], widths, C_b=C_b, C_W=C_W, dtype=x.dtype)
+        return empirical_ntk(p, x, act, lambda_b=lb, lambda_W=lw), mlp_apply(p, x, act)
+
+    return jax.vmap(one)(idx)
+
+
+def ntk_conditional_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                            n_nets: int, chunk: int = 1024, progress: bool | None = None) -> dict:
+    r"""Per-network conditional NTK moments of layers 1..L for one input (module docstring).
+
+    The networks have L-1 hidden layers of width n (sampled explicitly, network i from
+    ``fold_in(key, i)``); the statistics of layer ell+1 are averages over its weights given layer ell,
+    so the output layer is never sampled (its width drops out).
+
+    Args:
+      key: ensemble key. x: one input ``(n0,)``. n: hidden width. L: depth (>= 2 for any fluctuation).
+      C_b, C_W: scalars. activation: registry name. lambda_b, lambda_W: scalars or sequences of length L.
+      n_nets, chunk, progress: as :func:`ensemble_ntk`.
+    Returns:
+      dict of arrays of shape ``(n_nets, L)`` (column ell-1 = layer ell; layer 1 is deterministic):
+      ``mu`` (E[H_ii | previous layer]), ``G`` (conditional metric), ``b2`` (E[H_ik^2 | .]),
+      ``f2`` (E[H_ik z_i z_k | .]); and ``"n"``.
+    """
+    fn = "ntk_conditional_samples"
+    _checks.positive_int(fn, n=n, L=L)
+    x, _, act, lb, lw = _validate(fn, x, (n,) * L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 1)
+    out = []
+    for start in progress_range(0, n_nets, chunk, desc=f"{act.name} NTK statistics n={n}", enable=progress):
+        idx = jnp.arange(start, min(start + chunk, n_nets))
+        out.append(_cond_batch(key, idx, x, n, L, float(C_b), float(C_W), act.name, lb, lw))
+    res = {k: jnp.concatenate([o[k] for o in out]) for k in out[0]}
+    res["n"] = n
+    return res
+
+
+@partial(jax.jit, static_argnames=("n", "L", "C_b", "C_W", "act", "lb", "lw"))
+def _cond_batch(key, idx, x, n, L, C_b, C_W, act, lb, lw):
+    a = get_activation(act)
+    c = C_W / n
+    g0 = jnp.sum(x * x) / x.shape[0]
+
+    def one(i):
+        rows = [(lb[0] + lw[0] * g0, C_b + C_W * g0, 0.0 * g0, 0.0 * g0)]
+        if L == 1:
+            return rows
+        params = init_mlp(network_key(key, i), x.shape[0], (n,) * (L - 1), C_b=C_b, C_W=C_W, dtype=x.dtype)
+        W, b = params[0]
+        X = x[None, :]
+        z = X @ W.T + b
+        H = jnp.eye(n, dtype=x.dtype)[:, :, None, None] * (lb[0] + lw[0] * g0)
+        for ell in range(1, L):
+            s, ds = a.sigma(z[0]), a.dsigma(z[0])
+            M = ds[:, None] * ds[None, :] * H[:, :, 0, 0]
+            ss = jnp.sum(s * s) / n
+            rows.append((lb[ell] + lw[ell] * ss + c * jnp.trace(M), C_b + C_W * ss,
+                         c * c * jnp.sum(M * M), c * c * (s @ M @ s)))
+            if ell < L - 1:
+                W, b = params[ell]
+                H, z = ntk_forward_step(H, z, W, b, a.sigma, a.dsigma, lb[ell], lw[ell])
+        return rows
+
+    def stacked(i):
+        rows = one(i)
+        return {k: jnp.stack([jnp.asarray(r[j]) for r in rows]) for j, k in enumerate(("mu", "G", "b2", "f2"))}
+
+    return jax.vmap(stacked)(idx)
+
+
+def ntk_fluctuation_estimates(samples: dict) -> dict:
+    r"""Estimates and standard errors of H, V, A, B, D, F per layer from :func:`ntk_conditional_samples`.
+
+    :math:`H = E[\mu]`, :math:`V = n\,\mathrm{Var}(\hat G)`, :math:`A = n\,\mathrm{Var}(\mu)`,
+    :math:`D = n\,\mathrm{Cov}(\mu,\hat G)`, :math:`B = n\,E[b_2]`, :math:`F = n\,E[f_2]`; variances use the
+    fourth-moment SE (:func:`pdlt.variance_and_se`).
+
+    Returns: dict ``name -> (estimate, se)``, each an array of shape ``(L,)``.
+    """
+    n = samples["n"]
+    mu, G = samples["mu"], samples["G"]
+    out = {"H": mean_and_se(mu), "G": mean_and_se(G)}
+    for name, (est, se) in {"V": variance_and_se(G), "A": variance_and_se(mu), "D": covariance_and_se(mu, G),
+                            "B": mean_and_se(samples["b2"]), "F": mean_and_se(samples["f2"])}.items():
+        out[name] = (n * est, n * se)
+    return out

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from . import _checks
 from ._activations import get_activation
-from ._empirical_ntk import empirical_ntk, learning_rate_tensor, ntk_forward_step
+from ._empirical_ntk import empirical_ntk, learning_rate_tensor
 from ._mlp import init_mlp, mlp_apply, network_key
 from ._progress import progress_range
 from ._stats import covariance_and_se, mean_and_se, variance_and_se
@@ -66,11 +66,10 @@ def ensemble_ntk(key, x, *, widths, C_b, C_W, activation="relu", lambda_b=1.0, l
     fn = "ensemble_ntk"
     x, widths, act, lb, lw = _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 2)
     Hs, zs = [], []
-    for start in progress_range(0, n_nets, chunk, desc=f"{act.name} NTK ensemble", enable=progress):
-        idx = jnp.arange(start, min(start + chunk, n_nets))
+    for idx, keep in _padded_chunks(n_nets, chunk, f"{act.name} NTK ensemble", progress):
         H, z = _ntk_batch(key, idx, x, widths, float(C_b), float(C_W), act.name, lb, lw)
-        Hs.append(H)
-        zs.append(z)
+        Hs.append(H[:keep])
+        zs.append(z[:keep])
     return jnp.concatenate(Hs), jnp.concatenate(zs)
 
 
@@ -87,9 +86,11 @@ def ntk_conditional_samples(key, x, *, n: int, L: int, C_b, C_W, activation="rel
                             n_nets: int, chunk: int = 1024, progress: bool | None = None) -> dict:
     r"""Per-network conditional NTK moments of layers 1..L for one input (module docstring).
 
-    The networks have L-1 hidden layers of width n (sampled explicitly, network i from
-    ``fold_in(key, i)``); the statistics of layer ell+1 are averages over its weights given layer ell,
-    so the output layer is never sampled (its width drops out).
+    The networks have L-1 hidden layers of width n with explicit weights in the book's convention
+    (network i from ``fold_in(key, i)``, layer ell's weights from a ``fold_in`` of that key by ell,
+    so a network's weights do not depend on the chunking); the statistics of layer ell+1 are
+    averages over its weights given layer ell, so the output layer is never sampled and its width
+    drops out. (The layer after the last one used is drawn and discarded by the scan.)
 
     Args:
       key: ensemble key. x: one input ``(n0,)``. n: hidden width. L: depth (>= 2 for any fluctuation).
@@ -104,45 +105,64 @@ def ntk_conditional_samples(key, x, *, n: int, L: int, C_b, C_W, activation="rel
     _checks.positive_int(fn, n=n, L=L)
     x, _, act, lb, lw = _validate(fn, x, (n,) * L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 1)
     out = []
-    for start in progress_range(0, n_nets, chunk, desc=f"{act.name} NTK statistics n={n}", enable=progress):
-        idx = jnp.arange(start, min(start + chunk, n_nets))
-        out.append(_cond_batch(key, idx, x, n, L, float(C_b), float(C_W), act.name, lb, lw))
+    lbv, lwv = jnp.asarray(lb, x.dtype), jnp.asarray(lw, x.dtype)
+    for idx, keep in _padded_chunks(n_nets, chunk, f"{act.name} NTK statistics n={n}", progress):
+        o = _cond_batch(key, idx, x, n, L, float(C_b), float(C_W), act.name, lbv, lwv)
+        out.append({k: v[:keep] for k, v in o.items()})
     res = {k: jnp.concatenate([o[k] for o in out]) for k in out[0]}
     res["n"] = n
     return res
 
 
-@partial(jax.jit, static_argnames=("n", "L", "C_b", "C_W", "act", "lb", "lw"))
+def _padded_chunks(n_nets, chunk, desc, progress):
+    """Index batches of one fixed size (the last one padded with repeats) so that jit compiles once."""
+    size = min(chunk, n_nets)
+    for start in progress_range(0, n_nets, size, desc=desc, enable=progress):
+        stop = min(start + size, n_nets)
+        idx = jnp.minimum(jnp.arange(start, start + size), n_nets - 1)
+        yield idx, stop - start
+
+
+@partial(jax.jit, static_argnames=("n", "L", "C_b", "C_W", "act"))
 def _cond_batch(key, idx, x, n, L, C_b, C_W, act, lb, lw):
     a = get_activation(act)
     c = C_W / n
     g0 = jnp.sum(x * x) / x.shape[0]
 
+    def parts(H, z, b, w):
+        s, ds = a.sigma(z), a.dsigma(z)
+        M = ds[:, None] * ds[None, :] * H
+        Lam = b + w * jnp.sum(s * s) / n
+        return s, M, Lam
+
+    def stats(H, z, b, w):
+        s, M, Lam = parts(H, z, b, w)
+        return jnp.stack([Lam + c * jnp.trace(M), C_b + c * jnp.sum(s * s), c * c * jnp.sum(M * M), c * c * (s @ M @ s)])
+
     def one(i):
-        rows = [(lb[0] + lw[0] * g0, C_b + C_W * g0, 0.0 * g0, 0.0 * g0)]
+        first = jnp.stack([lb[0] + lw[0] * g0, C_b + C_W * g0, 0.0 * g0, 0.0 * g0])
         if L == 1:
-            return rows
-        params = init_mlp(network_key(key, i), x.shape[0], (n,) * (L - 1), C_b=C_b, C_W=C_W, dtype=x.dtype)
-        W, b = params[0]
-        X = x[None, :]
-        z = X @ W.T + b
-        H = jnp.eye(n, dtype=x.dtype)[:, :, None, None] * (lb[0] + lw[0] * g0)
-        for ell in range(1, L):
-            s, ds = a.sigma(z[0]), a.dsigma(z[0])
-            M = ds[:, None] * ds[None, :] * H[:, :, 0, 0]
-            ss = jnp.sum(s * s) / n
-            rows.append((lb[ell] + lw[ell] * ss + c * jnp.trace(M), C_b + C_W * ss,
-                         c * c * jnp.sum(M * M), c * c * (s @ M @ s)))
-            if ell < L - 1:
-                W, b = params[ell]
-                H, z = ntk_forward_step(H, z, W, b, a.sigma, a.dsigma, lb[ell], lw[ell])
-        return rows
+            return first[None]
+        k1, kw, kb = jax.random.split(network_key(key, i), 3)
+        kW1, kb1 = jax.random.split(k1)
+        z = jax.random.normal(kW1, (n, x.shape[0]), x.dtype) @ x * jnp.sqrt(C_W / x.shape[0]) \
+            + jax.random.normal(kb1, (n,), x.dtype) * jnp.sqrt(C_b)
+        H = jnp.eye(n, dtype=x.dtype) * (lb[0] + lw[0] * g0)
 
-    def stacked(i):
-        rows = one(i)
-        return {k: jnp.stack([jnp.asarray(r[j]) for r in rows]) for j, k in enumerate(("mu", "G", "b2", "f2"))}
+        def step(carry, inp):
+            H, z = carry
+            ell, b0, w0 = inp
+            row = stats(H, z, b0, w0)                       # layer ell+1 given layer ell
+            s, M, Lam = parts(H, z, b0, w0)                 # forward equation, one input
+            W = jax.random.normal(jax.random.fold_in(kw, ell), (n, n), x.dtype) * jnp.sqrt(c)
+            b = jax.random.normal(jax.random.fold_in(kb, ell), (n,), x.dtype) * jnp.sqrt(C_b)
+            return (Lam * jnp.eye(n, dtype=H.dtype) + W @ M @ W.T, W @ s + b), row
 
-    return jax.vmap(stacked)(idx)
+        _, rows = jax.lax.scan(step, (H, z), (jnp.arange(1, L), lb[1:], lw[1:]))
+        return jnp.concatenate([first[None], rows])
+
+    out = jax.vmap(one)(idx)                               # (batch, L, 4)
+    return {k: out[:, :, j] for j, k in enumerate(("mu", "G", "b2", "f2"))}
 
 
 def ntk_fluctuation_estimates(samples: dict) -> dict:

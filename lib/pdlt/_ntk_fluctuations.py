@@ -58,6 +58,7 @@ __all__ = [
     "equivalent_learning_rates",
     "relative_ntk_variance",
     "kstar0_asymptotic_ntk",
+    "ntk_critical_init",
 ]
 
 
@@ -318,6 +319,20 @@ def perpendicular_exponent(activation) -> float:
     if a1 >= 0:
         raise _checks.PDLTValueError(f"perpendicular_exponent: {act.name!r} has a_1 = {a1:.3g} >= 0 (no K*=0 fixed point)")
     return b1 / a1
+
+
+def ntk_critical_init(activation) -> tuple[float, float]:
+    r"""Critical :math:`(C_b, C_W)` for the two classes with a learning-rate-equivalence scaling (PDLT §5.2-§5.3):
+    scale-invariant :math:`(0, 1/A_2)` (ReLU: (0, 2)); K*=0 :math:`(0, 1/\sigma_1^2)` (tanh, sin: (0, 1)).
+
+    (A minimal private copy of what ``pdlt._criticality`` computes in general, so this module stands alone.)
+    Raises: PDLTValueError for other classes.
+    """
+    act = get_activation(activation, "ntk_critical_init")
+    if act.scale_invariant:
+        return 0.0, 2.0 / (act.a_plus**2 + act.a_minus**2)
+    perpendicular_exponent(act.name)
+    return 0.0, 1.0 / taylor_coefficients(act.name)[1] ** 2
 
 
 def equivalent_learning_rates(L: int, activation="relu", *, lambda_b_tilde=1.0, lambda_W_tilde=1.0):

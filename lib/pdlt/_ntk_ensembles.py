@@ -31,7 +31,7 @@ from ._mlp import init_mlp, mlp_apply, network_key
 from ._progress import progress_range
 from ._stats import covariance_and_se, mean_and_se, variance_and_se
 
-__all__ = ["ensemble_ntk", "ntk_conditional_samples", "ntk_fluctuation_estimates"]
+__all__ = ["ensemble_ntk", "ntk_conditional_samples", "ntk_fluctuation_estimates", "relative_ntk_variance_estimate"]
 
 
 def _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, ndim):
@@ -50,16 +50,18 @@ def _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, c
 
 
 def ensemble_ntk(key, x, *, widths, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
-                 n_nets: int, chunk: int = 1024, progress: bool | None = None):
+                 n_nets: int, per_layer: bool = False, chunk: int = 1024, progress: bool | None = None):
     r"""Empirical NTKs and outputs of networks ``0..n_nets-1`` drawn from ``key``.
 
     Args:
       key: ensemble key (network i uses ``fold_in(key, i)``).
       x: inputs ``(N, n0)``. widths: ``(n_1, ..., n_L)``. C_b, C_W: scalars.
       activation: registry name. lambda_b, lambda_W: scalars or per-layer sequences of length L.
-      n_nets: networks. chunk: networks per ``vmap`` batch. progress: progress bar (default: env).
+      n_nets: networks. per_layer: keep each layer's contribution (as :func:`pdlt.empirical_ntk`).
+      chunk: networks per ``vmap`` batch. progress: progress bar (default: env).
     Returns:
-      ``(H, z)``: ``H`` of shape ``(n_nets, n_L, n_L, N, N)`` and ``z`` of shape ``(n_nets, N, n_L)``.
+      ``(H, z)``: ``H`` of shape ``(n_nets, n_L, n_L, N, N)`` (``(n_nets, L, n_L, n_L, N, N)`` with
+      ``per_layer``) and ``z`` of shape ``(n_nets, N, n_L)``.
     Raises:
       PDLTValueError: bad shapes, widths, hyperparameters or learning-rate tensor, before compute.
     """
@@ -67,17 +69,17 @@ def ensemble_ntk(key, x, *, widths, C_b, C_W, activation="relu", lambda_b=1.0, l
     x, widths, act, lb, lw = _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 2)
     Hs, zs = [], []
     for idx, keep in _padded_chunks(n_nets, chunk, f"{act.name} NTK ensemble", progress):
-        H, z = _ntk_batch(key, idx, x, widths, float(C_b), float(C_W), act.name, lb, lw)
+        H, z = _ntk_batch(key, idx, x, widths, float(C_b), float(C_W), act.name, lb, lw, per_layer)
         Hs.append(H[:keep])
         zs.append(z[:keep])
     return jnp.concatenate(Hs), jnp.concatenate(zs)
 
 
-@partial(jax.jit, static_argnames=("widths", "C_b", "C_W", "act", "lb", "lw"))
-def _ntk_batch(key, idx, x, widths, C_b, C_W, act, lb, lw):
+@partial(jax.jit, static_argnames=("widths", "C_b", "C_W", "act", "lb", "lw", "per_layer"))
+def _ntk_batch(key, idx, x, widths, C_b, C_W, act, lb, lw, per_layer):
     def one(i):
         p = init_mlp(network_key(key, i), x.shape[1], widths, C_b=C_b, C_W=C_W, dtype=x.dtype)
-        return empirical_ntk(p, x, act, lambda_b=lb, lambda_W=lw), mlp_apply(p, x, act)
+        return empirical_ntk(p, x, act, lambda_b=lb, lambda_W=lw, per_layer=per_layer), mlp_apply(p, x, act)
 
     return jax.vmap(one)(idx)
 
@@ -123,7 +125,7 @@ def _padded_chunks(n_nets, chunk, desc, progress):
         yield idx, stop - start
 
 
-@partial(jax.jit, static_argnames=("n", "L", "C_b", "C_W", "act"))
+@partial(jax.jit, static_argnames=("n", "L", "act"))
 def _cond_batch(key, idx, x, n, L, C_b, C_W, act, lb, lw):
     a = get_activation(act)
     c = C_W / n
@@ -181,3 +183,22 @@ def ntk_fluctuation_estimates(samples: dict) -> dict:
                             "B": mean_and_se(samples["b2"]), "F": mean_and_se(samples["f2"])}.items():
         out[name] = (n * est, n * se)
     return out
+
+
+def relative_ntk_variance_estimate(samples: dict):
+    r"""Relative NTK variance :math:`\mathrm{Var}(\hat H_{ii})/E[\hat H_{ii}]^2` per layer, with its SE (delta method).
+
+    Given layer :math:`\ell-1`, :math:`\hat H_{ii}` is :math:`\mu` plus a Gaussian quadratic form of variance
+    :math:`2c^2\mathrm{tr}M^2 = 2b_2`, so :math:`\mathrm{Var}(\hat H_{ii}) = E[(\mu-E\mu)^2 + 2b_2] = (A+2B)/n`.
+
+    Args: samples: output of :func:`ntk_conditional_samples`.
+    Returns: ``(estimate, se)``, arrays of shape ``(L,)``.
+    """
+    mu, b2 = samples["mu"], samples["b2"]
+    S = mu.shape[0]
+    M = jnp.mean(mu, axis=0)
+    u = (mu - M) ** 2 + 2 * b2
+    U = jnp.var(mu, axis=0, ddof=1) + 2 * jnp.mean(b2, axis=0)
+    r = U / M**2
+    infl = (u - jnp.mean(u, axis=0)) / M**2 - 2 * U * (mu - M) / M**3
+    return r, jnp.std(infl, axis=0, ddof=1) / jnp.sqrt(S)

@@ -52,6 +52,7 @@ __all__ = [
     "relu_ntk_fluctuations_exact",
     "scale_invariant_ntk_closed_form",
     "scale_invariant_ntk_slopes",
+    "scale_invariant_mean_ntk",
     "kstar0_ntk_slopes",
     "taylor_coefficients",
     "perpendicular_exponent",
@@ -258,6 +259,32 @@ def scale_invariant_ntk_closed_form(ell, *, K, activation="relu", lambda_b=1.0, 
         "D": K * theta * (rho * nu + kappa - 1) * s1,
         "A": theta**2 * (((kappa - 1) * (1 + rho) + nu * rho**2) * s2 + rho * (kappa - 1) * s1),
     }
+
+
+def scale_invariant_mean_ntk(ell, *, C_W, g0=1.0, activation="relu", lambda_b=1.0, lambda_W=1.0):
+    r"""Mean NTK of a scale-invariant MLP with :math:`C_b = 0` at any :math:`C_W` (PDLT §9.4; for ReLU exact at any width).
+
+    With :math:`\chi = C_W A_2` (both susceptibilities) and :math:`g_0 = |x|^2/n_0`, every layer's weight term
+    is transported to layer :math:`\ell` with the same total factor, so
+
+    .. math:: H^{(\ell)} = \lambda_b\frac{\chi^\ell - 1}{\chi - 1} + \lambda_W\,g_0\,\ell\,\chi^{\ell-1}
+              \quad(\lambda_b\,\ell \text{ at } \chi = 1):
+
+    exponential in depth off criticality (exploding for :math:`\chi>1`, vanishing early-layer shares for :math:`\chi<1`).
+
+    Args: ell: layer index or array (>= 1). C_W: > 0. g0: :math:`|x|^2/n_0` (>= 0). lambda_b, lambda_W: scalars >= 0.
+    Returns: array of ``ell``'s shape.
+    """
+    fn = "scale_invariant_mean_ntk"
+    act = get_activation(activation, fn)
+    if not act.scale_invariant:
+        raise _checks.PDLTValueError(f"{fn}: `activation` must be scale-invariant, got {act.name!r} ({act.family})")
+    _checks.positive(fn, C_W=C_W)
+    _checks.nonnegative(fn, g0=g0, lambda_b=lambda_b, lambda_W=lambda_W)
+    chi = C_W * (act.a_plus**2 + act.a_minus**2) / 2
+    l = jnp.asarray(ell, dtype=jnp.result_type(float))
+    bias = l if chi == 1.0 else (chi**l - 1) / (chi - 1)
+    return lambda_b * bias + lambda_W * g0 * l * chi ** (l - 1)
 
 
 def scale_invariant_ntk_slopes(*, K=1.0, activation="relu", lambda_b=1.0, lambda_W=1.0) -> dict:

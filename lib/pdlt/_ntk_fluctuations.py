@@ -187,6 +187,11 @@ def relu_ntk_fluctuations_exact(x, *, n: int, L: int, lambda_b=1.0, lambda_W=1.0
        D' &= \tfrac{\lambda_W}{2}V' + GH + D + \tfrac{D+4F}{n},\quad
        A' = \tfrac{\lambda_W^2}{4}V' + \lambda_W\big(GH + D + \tfrac{D+4F}{n}\big) + H^2 + A + \tfrac{A+4B}{n}.
 
+    Derivation (checked by hand term by term): condition on layer :math:`\ell`; the new weights give
+    :math:`\mu = \lambda_b + \tfrac{\lambda_W}{2}\hat G' + \tfrac2n\sum_j\Theta_j\hat H_{jj}`,
+    :math:`E[\hat H'^2_{ik}] = \tfrac4{n^2}\sum_{jm}\Theta_j\Theta_m\hat H_{jm}^2`, etc.; then average each
+    :math:`\Theta_j` to 1/2 (same neuron) or :math:`\Theta_j\Theta_m` to 1/4 (two neurons) and use the exact
+    tensor decompositions (e.g. :math:`E[\hat H_{jj}z_j^2] = GH + (D+2F)/n`, :math:`E[\hat H_{jm}z_jz_m] = F/n`).
     As :math:`n\to\infty` these reduce to :func:`ntk_fluctuations` with ``activation="relu"``.
 
     Args: x: one input ``(n0,)``. n: hidden width (>= 1). L: depth. lambda_b, lambda_W: as above.

@@ -219,3 +219,21 @@ def test_relu_ensemble_matches_exact_recursion_with_control():
     r, rse = pdlt.relative_ntk_variance_estimate(s)
     rex = pdlt.relative_ntk_variance(ex, n)
     assert np.all(np.abs(np.asarray(r - rex)) <= 4.5 * np.asarray(rse) + 1e-12)
+
+
+@pytest.mark.slow
+def test_tanh_ensembles_extrapolate_to_leading_order():
+    """tanh at criticality: n x (co)variances at n = 24, 48, 96, fitted a + b/n, intercept within 4.5 SE of the
+    leading-order recursion at layer 4; control: the narrowest width alone is rejected for B."""
+    L, ns, S = 4, (24, 48, 96), (8000, 4000, 2000)
+    lo = pdlt.ntk_fluctuations(X1, C_b=0.0, C_W=1.0, L=L, activation="tanh")
+    est = {n: pdlt.ntk_fluctuation_estimates(pdlt.ntk_conditional_samples(
+        jax.random.key(100 + n), X1, n=n, L=L, C_b=0.0, C_W=1.0, activation="tanh", n_nets=s, progress=False))
+        for n, s in zip(ns, S)}
+    for q in "VABDF":
+        m = np.array([float(est[n][q][0][-1]) for n in ns])
+        se = np.array([float(est[n][q][1][-1]) for n in ns])
+        (a, _), (sa, _) = pdlt.fit_line(1.0 / np.array(ns), m, se)
+        assert abs(a - float(getattr(lo, q)[-1])) <= 4.5 * sa, (q, a, sa, float(getattr(lo, q)[-1]))
+    m, se = est[ns[0]]["B"]
+    assert abs(float(m[-1]) - float(lo.B[-1])) > 4.5 * float(se[-1])

@@ -175,6 +175,9 @@ def test_ensemble_ntk_is_vmap_of_single_networks_and_chunk_invariant():
         p = pdlt.init_mlp(jax.random.fold_in(key, i), 3, (6, 2), C_b=0.0, C_W=1.0)
         np.testing.assert_allclose(H[i], pdlt.empirical_ntk(p, x, "tanh", lambda_b=0.5, lambda_W=1.5), rtol=1e-12)
         np.testing.assert_allclose(z[i], pdlt.mlp_apply(p, x, "tanh"), rtol=1e-12)
+    per, _ = pdlt.ensemble_ntk(key, x, chunk=4, per_layer=True, **kw)
+    assert per.shape == (4, 2, 2, 2, 2, 2)
+    np.testing.assert_allclose(per.sum(axis=1), H, rtol=1e-12)
 
 
 def test_conditional_samples_chunk_invariant_and_first_layer():

@@ -46,6 +46,28 @@ from ._stats import covariance_and_se as covariance_and_se
 from ._stats import fit_line as fit_line
 from ._stats import mean_and_se as mean_and_se
 from ._stats import variance_and_se as variance_and_se
+from ._empirical_ntk import empirical_ntk_forward as empirical_ntk_forward
+from ._empirical_ntk import ntk_forward_step as ntk_forward_step
+from ._function_step import function_space_step as function_space_step
+from ._function_step import ntk_prediction as ntk_prediction
+from ._ntk_ensembles import ensemble_ntk as ensemble_ntk
+from ._ntk_ensembles import ntk_conditional_samples as ntk_conditional_samples
+from ._ntk_ensembles import ntk_fluctuation_estimates as ntk_fluctuation_estimates
+from ._ntk_ensembles import relative_ntk_variance_estimate as relative_ntk_variance_estimate
+from ._ntk_fluctuations import NTKStats as NTKStats
+from ._ntk_fluctuations import equivalent_learning_rates as equivalent_learning_rates
+from ._ntk_fluctuations import kstar0_asymptotic_ntk as kstar0_asymptotic_ntk
+from ._ntk_fluctuations import kstar0_ntk_slopes as kstar0_ntk_slopes
+from ._ntk_fluctuations import ntk_critical_init as ntk_critical_init
+from ._ntk_fluctuations import ntk_fluctuations as ntk_fluctuations
+from ._ntk_fluctuations import perpendicular_exponent as perpendicular_exponent
+from ._ntk_fluctuations import relative_ntk_variance as relative_ntk_variance
+from ._ntk_fluctuations import relu_ntk_fluctuations_exact as relu_ntk_fluctuations_exact
+from ._ntk_fluctuations import scale_invariant_ntk_closed_form as scale_invariant_ntk_closed_form
+from ._ntk_fluctuations import scale_invariant_mean_ntk as scale_invariant_mean_ntk
+from ._ntk_fluctuations import scale_invariant_ntk_slopes as scale_invariant_ntk_slopes
+from ._ntk_fluctuations import single_input_moments as single_input_moments
+from ._ntk_fluctuations import taylor_coefficients as taylor_coefficients
 from . import book as book  # noqa: E402
 
 __version__ = "0.1.0"

@@ -25,7 +25,7 @@ from . import _checks
 from ._activations import get_activation
 from ._mlp import mlp_apply
 
-__all__ = ["empirical_ntk", "empirical_ntk_autodiff", "learning_rate_tensor"]
+__all__ = ["empirical_ntk", "empirical_ntk_autodiff", "empirical_ntk_forward", "ntk_forward_step", "learning_rate_tensor"]
 
 
 def learning_rate_tensor(L: int, lambda_b=1.0, lambda_W=1.0, *, fn: str = "learning_rate_tensor"):
@@ -93,3 +93,47 @@ def empirical_ntk_autodiff(params, x, activation="relu", *, lambda_b=1.0, lambda
         H = H + lb[ell] * jnp.einsum("aik,bjk->ijab", Jb, Jb)
         H = H + (lw[ell] / fan_in) * jnp.einsum("aikm,bjkm->ijab", JW, JW)
     return H
+
+
+def ntk_forward_step(H, z, W, b, sigma, dsigma, lambda_b, lambda_W):
+    r"""One step of the NTK forward equation (PDLT §8.0, numbering unverified), for one network:
+
+    .. math:: \hat H^{(\ell+1)}_{i_1i_2;a_1a_2} = \delta_{i_1i_2}\Big[\lambda_b + \frac{\lambda_W}{n_\ell}\sum_j\sigma_{j;a_1}\sigma_{j;a_2}\Big]
+              + \sum_{j_1j_2}W_{i_1j_1}W_{i_2j_2}\,\sigma'_{j_1;a_1}\sigma'_{j_2;a_2}\,\hat H^{(\ell)}_{j_1j_2;a_1a_2}.
+
+    Args:
+      H: NTK of layer ell, ``(n_ell, n_ell, N, N)``. z: preactivations of layer ell, ``(N, n_ell)``.
+      W, b: weights ``(n_{ell+1}, n_ell)`` and biases of layer ell+1. sigma, dsigma: the activation and its derivative.
+      lambda_b, lambda_W: learning rates of layer ell+1.
+    Returns: ``(H_next, z_next)`` with shapes ``(n_{ell+1}, n_{ell+1}, N, N)`` and ``(N, n_{ell+1})``.
+    """
+    s, ds = sigma(z), dsigma(z)
+    gram = lambda_b + lambda_W * (s @ s.T) / z.shape[1]
+    M = H * ds.T[:, None, :, None] * ds.T[None, :, None, :]
+    WM = jnp.einsum("ij,jkab->ikab", W, M)
+    Hn = jnp.eye(W.shape[0], dtype=H.dtype)[:, :, None, None] * gram + jnp.einsum("ikab,mk->imab", WM, W)
+    return Hn, s @ W.T + b
+
+
+def empirical_ntk_forward(params, x, activation="relu", *, lambda_b=1.0, lambda_W=1.0):
+    r"""The NTK of every layer of one MLP by the forward equation (:func:`ntk_forward_step`).
+
+    Same quantity as :func:`empirical_ntk` for the last layer, built layer by layer instead of by a
+    backward sweep (cost :math:`O(N^2 n^3)` per layer; meant for the statistics of hidden layers).
+
+    Args: as :func:`empirical_ntk`.
+    Returns: list of L arrays, layer ell's NTK of shape ``(n_ell, n_ell, N, N)``.
+    """
+    act = get_activation(activation, "empirical_ntk_forward")
+    L = len(params)
+    lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn="empirical_ntk_forward")
+    W, b = params[0]
+    gram = lb[0] + lw[0] * (x @ x.T) / x.shape[1]
+    H = jnp.eye(W.shape[0], dtype=x.dtype)[:, :, None, None] * gram
+    z = x @ W.T + b
+    out = [H]
+    for ell in range(1, L):
+        W, b = params[ell]
+        H, z = ntk_forward_step(H, z, W, b, act.sigma, act.dsigma, lb[ell], lw[ell])
+        out.append(H)
+    return out

@@ -136,3 +136,12 @@ def parse_parameters_cell(source: str) -> dict[str, ParamSpec]:
         help_ = line.split("#", 1)[1].strip() if "#" in line else ""
         specs[name] = ParamSpec(name, typ, default, help_)
     return specs
+
+# chapters 7-9 (NTK): learning-rate grids, hidden widths for fluctuation ensembles, depths, tilde rates
+RULES.update({
+    "etas": _list_of(_pos), "ns": _list_of(_pos_int), "relu_ns": _list_of(_pos_int), "tanh_ns": _list_of(_pos_int),
+    "relu_L": _pos_int, "tanh_L": _pos_int, "relu_nets": _pos_int, "tanh_nets": _list_of(_pos_int),
+    "mean_nets": _pos_int, "mean_ns": _list_of(_pos_int), "equiv_depths": _list_of(_pos_int), "equiv_n": _pos_int,
+    "equiv_nets": _pos_int, "lambda_b_tilde": _nonneg, "lambda_W_tilde": _nonneg, "C_W_off": _pos,
+    "deep_L": _pos_int, "var_ns": _list_of(_pos_int), "var_L": _pos_int, "var_nets": _pos_int,
+})

@@ -1,0 +1,204 @@
+r"""Monte Carlo statistics of the NTK over ensembles of networks at initialization (PDLT §8.2-§8.3, §9).
+
+* :func:`ensemble_ntk`: the empirical NTK (multi-input, multi-output) and the outputs of ``n_nets``
+  networks, ``vmap`` of :func:`pdlt.empirical_ntk` inside chunks; network ``i`` uses ``fold_in(key, i)``.
+* :func:`ntk_conditional_samples` and :func:`ntk_fluctuation_estimates`: single-input estimators of
+  H, V, A, B, D, F that average analytically over the last layer's weights (Rao-Blackwellised).
+  Given layer :math:`\ell` of a network (preactivations :math:`z_j`, full NTK :math:`\hat H_{jk}`), with
+  :math:`M_{jk} = \sigma'_j\sigma'_k\hat H_{jk}`, :math:`c = C_W/n` and for two different output neurons
+  :math:`i\ne k` of layer :math:`\ell+1`,
+
+  .. math::
+     \mu &\equiv E[\hat H'_{ii}\mid\ell] = \lambda_b + \tfrac{\lambda_W}{n}\textstyle\sum_j\sigma_j^2 + c\,\mathrm{tr}M,\qquad
+     \hat G' \equiv E[z_i'^2\mid\ell] = C_b + c\textstyle\sum_j\sigma_j^2,\\
+     E[\hat H_{ik}'^2\mid\ell] &= c^2\,\mathrm{tr}(M^2),\qquad E[\hat H'_{ik}z'_iz'_k\mid\ell] = c^2\,\sigma^{\!\top}\!M\sigma,
+
+  and rows i, k are independent given layer :math:`\ell`, so that exactly
+  :math:`H = E[\mu]`, :math:`V/n = \mathrm{Var}(\hat G')`, :math:`A/n = \mathrm{Var}(\mu)`,
+  :math:`D/n = \mathrm{Cov}(\mu,\hat G')`, :math:`B/n = E[c^2\mathrm{tr}M^2]`, :math:`F/n = E[c^2\sigma^{\!\top}M\sigma]`.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from . import _checks
+from ._activations import get_activation
+from ._empirical_ntk import empirical_ntk, learning_rate_tensor
+from ._mlp import init_mlp, mlp_apply, network_key
+from ._progress import progress_range
+from ._stats import covariance_and_se, mean_and_se, variance_and_se
+
+__all__ = ["ensemble_ntk", "ntk_conditional_samples", "ntk_fluctuation_estimates", "relative_ntk_variance_estimate"]
+
+
+def _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, ndim):
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    if x.ndim != ndim:
+        want = "(N, n0)" if ndim == 2 else "(n0,) (one input)"
+        raise _checks.PDLTValueError(f"{fn}: `x` must have shape {want}, got {x.shape}")
+    widths = _checks.widths(fn, "widths", widths)
+    L = len(widths)
+    _checks.nonnegative(fn, C_b=C_b)
+    _checks.positive(fn, C_W=C_W)
+    act = get_activation(activation, fn)
+    lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn=fn)
+    _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
+    return x, widths, act, lb, lw
+
+
+def ensemble_ntk(key, x, *, widths, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                 n_nets: int, per_layer: bool = False, chunk: int = 1024, progress: bool | None = None):
+    r"""Empirical NTKs and outputs of networks ``0..n_nets-1`` drawn from ``key``.
+
+    Args:
+      key: ensemble key (network i uses ``fold_in(key, i)``).
+      x: inputs ``(N, n0)``. widths: ``(n_1, ..., n_L)``. C_b, C_W: scalars.
+      activation: registry name. lambda_b, lambda_W: scalars or per-layer sequences of length L.
+      n_nets: networks. per_layer: keep each layer's contribution (as :func:`pdlt.empirical_ntk`).
+      chunk: networks per ``vmap`` batch. progress: progress bar (default: env).
+    Returns:
+      ``(H, z)``: ``H`` of shape ``(n_nets, n_L, n_L, N, N)`` (``(n_nets, L, n_L, n_L, N, N)`` with
+      ``per_layer``) and ``z`` of shape ``(n_nets, N, n_L)``.
+    Raises:
+      PDLTValueError: bad shapes, widths, hyperparameters or learning-rate tensor, before compute.
+    """
+    fn = "ensemble_ntk"
+    x, widths, act, lb, lw = _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 2)
+    Hs, zs = [], []
+    for idx, keep in _padded_chunks(n_nets, chunk, f"{act.name} NTK ensemble", progress):
+        H, z = _ntk_batch(key, idx, x, widths, float(C_b), float(C_W), act.name, lb, lw, per_layer)
+        Hs.append(H[:keep])
+        zs.append(z[:keep])
+    return jnp.concatenate(Hs), jnp.concatenate(zs)
+
+
+@partial(jax.jit, static_argnames=("widths", "C_b", "C_W", "act", "lb", "lw", "per_layer"))
+def _ntk_batch(key, idx, x, widths, C_b, C_W, act, lb, lw, per_layer):
+    def one(i):
+        p = init_mlp(network_key(key, i), x.shape[1], widths, C_b=C_b, C_W=C_W, dtype=x.dtype)
+        return empirical_ntk(p, x, act, lambda_b=lb, lambda_W=lw, per_layer=per_layer), mlp_apply(p, x, act)
+
+    return jax.vmap(one)(idx)
+
+
+def ntk_conditional_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                            n_nets: int, chunk: int = 1024, progress: bool | None = None) -> dict:
+    r"""Per-network conditional NTK moments of layers 1..L for one input (module docstring).
+
+    The networks have L-1 hidden layers of width n with explicit weights in the book's convention
+    (network i from ``fold_in(key, i)``, layer ell's weights from a ``fold_in`` of that key by ell,
+    so a network's weights do not depend on the chunking); the statistics of layer ell+1 are
+    averages over its weights given layer ell, so the output layer is never sampled and its width
+    drops out. (The layer after the last one used is drawn and discarded by the scan.)
+
+    Args:
+      key: ensemble key. x: one input ``(n0,)``. n: hidden width. L: depth (>= 2 for any fluctuation).
+      C_b, C_W: scalars. activation: registry name. lambda_b, lambda_W: scalars or sequences of length L.
+      n_nets, chunk, progress: as :func:`ensemble_ntk`.
+    Returns:
+      dict of arrays of shape ``(n_nets, L)`` (column ell-1 = layer ell; layer 1 is deterministic):
+      ``mu`` (E[H_ii | previous layer]), ``G`` (conditional metric), ``b2`` (E[H_ik^2 | .]),
+      ``f2`` (E[H_ik z_i z_k | .]); and ``"n"``.
+    """
+    fn = "ntk_conditional_samples"
+    _checks.positive_int(fn, n=n, L=L)
+    x, _, act, lb, lw = _validate(fn, x, (n,) * L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 1)
+    out = []
+    lbv, lwv = jnp.asarray(lb, x.dtype), jnp.asarray(lw, x.dtype)
+    for idx, keep in _padded_chunks(n_nets, chunk, f"{act.name} NTK statistics n={n}", progress):
+        o = _cond_batch(key, idx, x, n, L, float(C_b), float(C_W), act.name, lbv, lwv)
+        out.append({k: v[:keep] for k, v in o.items()})
+    res = {k: jnp.concatenate([o[k] for o in out]) for k in out[0]}
+    res["n"] = n
+    return res
+
+
+def _padded_chunks(n_nets, chunk, desc, progress):
+    """Index batches of one fixed size (the last one padded with repeats) so that jit compiles once."""
+    size = min(chunk, n_nets)
+    for start in progress_range(0, n_nets, size, desc=desc, enable=progress):
+        stop = min(start + size, n_nets)
+        idx = jnp.minimum(jnp.arange(start, start + size), n_nets - 1)
+        yield idx, stop - start
+
+
+@partial(jax.jit, static_argnames=("n", "L", "act"))
+def _cond_batch(key, idx, x, n, L, C_b, C_W, act, lb, lw):
+    a = get_activation(act)
+    c = C_W / n
+    g0 = jnp.sum(x * x) / x.shape[0]
+
+    def parts(H, z, b, w):
+        s, ds = a.sigma(z), a.dsigma(z)
+        M = ds[:, None] * ds[None, :] * H
+        Lam = b + w * jnp.sum(s * s) / n
+        return s, M, Lam
+
+    def stats(H, z, b, w):
+        s, M, Lam = parts(H, z, b, w)
+        return jnp.stack([Lam + c * jnp.trace(M), C_b + c * jnp.sum(s * s), c * c * jnp.sum(M * M), c * c * (s @ M @ s)])
+
+    def one(i):
+        first = jnp.stack([lb[0] + lw[0] * g0, C_b + C_W * g0, 0.0 * g0, 0.0 * g0])
+        if L == 1:
+            return first[None]
+        k1, kw, kb = jax.random.split(network_key(key, i), 3)
+        kW1, kb1 = jax.random.split(k1)
+        z = jax.random.normal(kW1, (n, x.shape[0]), x.dtype) @ x * jnp.sqrt(C_W / x.shape[0]) \
+            + jax.random.normal(kb1, (n,), x.dtype) * jnp.sqrt(C_b)
+        H = jnp.eye(n, dtype=x.dtype) * (lb[0] + lw[0] * g0)
+
+        def step(carry, inp):
+            H, z = carry
+            ell, b0, w0 = inp
+            row = stats(H, z, b0, w0)                       # layer ell+1 given layer ell
+            s, M, Lam = parts(H, z, b0, w0)                 # forward equation, one input
+            W = jax.random.normal(jax.random.fold_in(kw, ell), (n, n), x.dtype) * jnp.sqrt(c)
+            b = jax.random.normal(jax.random.fold_in(kb, ell), (n,), x.dtype) * jnp.sqrt(C_b)
+            return (Lam * jnp.eye(n, dtype=H.dtype) + W @ M @ W.T, W @ s + b), row
+
+        _, rows = jax.lax.scan(step, (H, z), (jnp.arange(1, L), lb[1:], lw[1:]))
+        return jnp.concatenate([first[None], rows])
+
+    out = jax.vmap(one)(idx)                               # (batch, L, 4)
+    return {k: out[:, :, j] for j, k in enumerate(("mu", "G", "b2", "f2"))}
+
+
+def ntk_fluctuation_estimates(samples: dict) -> dict:
+    r"""Estimates and standard errors of H, V, A, B, D, F per layer from :func:`ntk_conditional_samples`.
+
+    :math:`H = E[\mu]`, :math:`V = n\,\mathrm{Var}(\hat G)`, :math:`A = n\,\mathrm{Var}(\mu)`,
+    :math:`D = n\,\mathrm{Cov}(\mu,\hat G)`, :math:`B = n\,E[b_2]`, :math:`F = n\,E[f_2]`; variances use the
+    fourth-moment SE (:func:`pdlt.variance_and_se`).
+
+    Returns: dict ``name -> (estimate, se)``, each an array of shape ``(L,)``.
+    """
+    n = samples["n"]
+    mu, G = samples["mu"], samples["G"]
+    out = {"H": mean_and_se(mu), "G": mean_and_se(G)}
+    for name, (est, se) in {"V": variance_and_se(G), "A": variance_and_se(mu), "D": covariance_and_se(mu, G),
+                            "B": mean_and_se(samples["b2"]), "F": mean_and_se(samples["f2"])}.items():
+        out[name] = (n * est, n * se)
+    return out
+
+
+def relative_ntk_variance_estimate(samples: dict):
+    r"""Relative NTK variance :math:`\mathrm{Var}(\hat H_{ii})/E[\hat H_{ii}]^2` per layer, with its SE (delta method).
+
+    Given layer :math:`\ell-1`, :math:`\hat H_{ii}` is :math:`\mu` plus a Gaussian quadratic form of variance
+    :math:`2c^2\mathrm{tr}M^2 = 2b_2`, so :math:`\mathrm{Var}(\hat H_{ii}) = E[(\mu-E\mu)^2 + 2b_2] = (A+2B)/n`.
+
+    Args: samples: output of :func:`ntk_conditional_samples`.
+    Returns: ``(estimate, se)``, arrays of shape ``(L,)``.
+    """
+    mu, b2 = samples["mu"], samples["b2"]
+    S = mu.shape[0]
+    M = jnp.mean(mu, axis=0)
+    u = (mu - M) ** 2 + 2 * b2
+    U = jnp.var(mu, axis=0, ddof=1) + 2 * jnp.mean(b2, axis=0)
+    r = U / M**2
+    infl = (u - jnp.mean(u, axis=0)) / M**2 - 2 * U * (mu - M) / M**3
+    return r, jnp.std(infl, axis=0, ddof=1) / jnp.sqrt(S)

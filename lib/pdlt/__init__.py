@@ -44,3 +44,29 @@ from ._stats import variance_and_se as variance_and_se
 from . import book as book  # noqa: E402
 
 __version__ = "0.1.0"
+from ._deep_linear_dynamics import aligned_deep_linear_init as aligned_deep_linear_init
+from ._deep_linear_dynamics import aligned_gd_map as aligned_gd_map
+from ._deep_linear_dynamics import deep_linear_gd as deep_linear_gd
+from ._deep_linear_dynamics import deep_linear_product as deep_linear_product
+from ._deep_linear_dynamics import deep_mode_ode as deep_mode_ode
+from ._deep_linear_dynamics import deep_mode_time as deep_mode_time
+from ._deep_linear_dynamics import first_crossing as first_crossing
+from ._deep_linear_dynamics import gaussian_product_log_norm as gaussian_product_log_norm
+from ._deep_linear_dynamics import learning_times as learning_times
+from ._deep_linear_dynamics import mode_strengths as mode_strengths
+from ._deep_linear_dynamics import random_deep_linear_init as random_deep_linear_init
+from ._deep_linear_dynamics import saxe_half_time as saxe_half_time
+from ._deep_linear_dynamics import saxe_logistic as saxe_logistic
+from ._length import circle_curve as circle_curve
+from ._length import curve_speeds as curve_speeds
+from ._length import jacobian_log_norm_moments as jacobian_log_norm_moments
+from ._length import jacobian_norm_moments as jacobian_norm_moments
+from ._length import layer_moments as layer_moments
+from ._length import length_distortion_ensemble as length_distortion_ensemble
+from ._length import sample_jacobian_norm_law as sample_jacobian_norm_law
+from ._attention import attention_gram_chain as attention_gram_chain
+from ._attention import attention_matrix as attention_matrix
+from ._attention import attention_stack as attention_stack
+from ._attention import equicorrelated_tokens as equicorrelated_tokens
+from ._attention import init_attention_stack as init_attention_stack
+from ._attention import token_correlations as token_correlations

@@ -70,3 +70,5 @@ from ._attention import attention_stack as attention_stack
 from ._attention import equicorrelated_tokens as equicorrelated_tokens
 from ._attention import init_attention_stack as init_attention_stack
 from ._attention import token_correlations as token_correlations
+from ._attention import attention_explicit_grams as attention_explicit_grams
+from ._attention import mean_token_correlation as mean_token_correlation

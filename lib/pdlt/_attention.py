@@ -34,7 +34,7 @@ import numpy as np
 from . import _checks
 
 __all__ = ["attention_matrix", "init_attention_stack", "attention_stack", "attention_gram_chain",
-           "token_correlations", "equicorrelated_tokens"]
+           "token_correlations", "equicorrelated_tokens", "mean_token_correlation", "attention_explicit_grams"]
 
 
 def _check_block(fn, lam, gamma, tau0):
@@ -170,3 +170,35 @@ def _chain_batch(key, idx, C0, n, n_k, L, lam, gamma, shaped, tau0):
         return jnp.concatenate([(C0 @ C0.T / n)[None], Gs])
 
     return jax.vmap(one)(idx)
+
+
+def mean_token_correlation(G):
+    r"""Mean correlation :math:`\bar\rho` over pairs of distinct tokens, for Gram matrices ``(..., m, m)``."""
+    rho = token_correlations(G)
+    m = rho.shape[-1]
+    return (jnp.sum(rho, axis=(-2, -1)) - m) / (m * (m - 1))
+
+
+def attention_explicit_grams(key, G0, *, n: int, n_k: int, L: int, lam, gamma, shaped: bool = True, tau0=1.0,
+                             n_nets: int = 1):
+    r"""Final Gram matrices :math:`Y_LY_L^T/n` of ``n_nets`` stacks with explicit ``n x n`` weights.
+
+    The reference for :func:`attention_gram_chain`: the input tokens are :math:`Y_0 = [C_0, 0]` with
+    :math:`C_0C_0^T = nG_0`; stack ``i`` uses :func:`init_attention_stack` with ``fold_in(key, i)``.
+    Returns: array ``(n_nets, m, m)``.
+    """
+    fn = "attention_explicit_grams"
+    _checks.positive_int(fn, n=n, n_k=n_k, L=L, n_nets=n_nets)
+    _check_block(fn, lam, gamma, tau0)
+    G0 = np.asarray(G0, float)
+    m = G0.shape[0]
+    if n < m:
+        raise _checks.PDLTValueError(f"{fn}: the width `n`={n} must be at least the number of tokens m={m}")
+    Y0 = jnp.zeros((m, n)).at[:, :m].set(np.linalg.cholesky(G0 * n))
+
+    def one(i):
+        params = init_attention_stack(jax.random.fold_in(key, i), n, n_k, L)
+        Y = attention_stack(params, Y0, lam=lam, gamma=gamma, shaped=shaped, tau0=tau0)[-1]
+        return Y @ Y.T / n
+
+    return jax.jit(jax.vmap(one))(jnp.arange(n_nets))

@@ -17,8 +17,9 @@ independent because :math:`(w\cdot v)^2` is even under :math:`w\to-w`. The law d
 or ``u``, so the expected distortion of *any* curve (and of any Riemann sum of its length) equals
 :math:`\mathbb E\lVert Ju\rVert`. At :math:`C_W = 2`, :math:`\mathbb E\lVert Ju\rVert^2 = C_{\rm out}n_L/n_0`
 for every depth, and each hidden layer multiplies the second moment by exactly
-:math:`1 + 5/n_\ell` -- the book's ReLU constant in :math:`V^{(\ell)}/(K^{(\ell)})^2 = 5(\ell-1)/n`
-(PDLT §5.4, numbering unverified); the mean distortion is then
+:math:`1 + 5/n_\ell` -- the book's ReLU constant in the relative four-point vertex
+:math:`V^{(\ell)}/(n\,(K^{(\ell)})^2) = 5(\ell-1)/n` (exactly :math:`(1+5/n)^{\ell-1}-1`; PDLT §5.4, numbering
+unverified); the mean distortion is then
 :math:`\approx\sqrt{n_L/n_0}\,\exp(-\tfrac58\sum_\ell 1/n_\ell)`: it shrinks slightly with depth.
 The same product law holds for the forward norm :math:`\lVert z^{(\ell)}\rVert^2`.
 """

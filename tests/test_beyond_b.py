@@ -242,3 +242,19 @@ def test_gram_chain_matches_explicit_weights(shaped):
     (mc, sc) = pdlt.mean_and_se(c)
     (vc, svc) = pdlt.variance_and_se(c)
     assert max(abs(float(mc - ma)) / float(np.hypot(sa, sc)), abs(float(vc - va)) / float(np.hypot(sva, svc))) > Z
+
+
+# ----------------------------------------------------------------- chapters
+@pytest.mark.parametrize("stem", ["beyond4_saxe_dynamics", "beyond5_length_distortion", "beyond6_shaped_transformer"])
+def test_full_scale_parameters_are_valid(stem):
+    """Every key of book/params/<id>.full.yaml is a parameter of the chapter and obeys the shared rules."""
+    from conftest import ROOT
+
+    from pdlt import _params
+    from pdlt.run import parameters_of, resolve_values
+
+    path = ROOT / "book" / f"{stem}.md"
+    specs = parameters_of(path)
+    values = resolve_values(path, specs, scale="full")
+    _params.validate(values, specs)
+    assert values != {k: s.default for k, s in specs.items()}

@@ -156,6 +156,7 @@ def test_log_variance_per_layer_is_five_over_n():
     assert n * (v2 - v1) == pytest.approx(5.0, rel=0.02)
 
 
+@pytest.mark.slow
 def test_network_distortion_matches_exact_law():
     """Real networks against the exact mean distortion; control: the naive 'length preserved' value."""
     x, dx, _, _ = pdlt.circle_curve(2, 8)
@@ -221,7 +222,7 @@ def test_gram_chain_is_exact_without_attention_noise():
     np.testing.assert_allclose(G, np.broadcast_to(G0, G.shape), rtol=1e-10)
 
 
-@pytest.mark.parametrize("shaped", [True, False])
+@pytest.mark.parametrize("shaped", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_gram_chain_matches_explicit_weights(shaped):
     """The conditional Gram sampler and explicit n x n weights give the same law of rho (mean, variance)."""
     n, n_k, L, M = 8, 4, 4, 1000

@@ -84,6 +84,14 @@ RULES: dict[str, Callable] = {
 RULES["n_small"] = _pos_int  # core (ch04): width of the small second-layer ensembles
 RULES["readout_widths"] = _list_of(_pos_int)  # core (ch04): hidden widths of the readout ensembles
 
+# beyond the book, items 4-6 (Saxe dynamics, length distortion, shaped attention)
+RULES.update({
+    "u0": _pos, "s_values": _list_of(_pos), "hidden": _pos_int, "n_seeds": _pos_int, "eta0": _pos,
+    "scan_depths": _list_of(_pos_int), "scan_steps": _pos_int, "points": _pos_int, "tau0": _pos,
+    "ratios": _list_of(_pos), "n_tokens": _int_ge(2), "rho0": _num(lambda x: -1 < x < 1, "a number in (-1, 1)"),
+    "gamma2": _num(lambda x: 0 < x < 1, "a number in (0, 1)"),
+})
+
 
 def validate_value(name: str, value, spec: ParamSpec | None = None):
     """Check one value: its type against the spec (if given), then the vocabulary rule."""

@@ -44,3 +44,29 @@ from ._stats import variance_and_se as variance_and_se
 from . import book as book  # noqa: E402
 
 __version__ = "0.1.0"
+from ._information import ensemble_mi as ensemble_mi
+from ._information import gaussian_entropy as gaussian_entropy
+from ._information import lognormal_scale_law as lognormal_scale_law
+from ._information import mi_series as mi_series
+from ._information import mi_series_coefficients as mi_series_coefficients
+from ._information import optimal_aspect_ratio as optimal_aspect_ratio
+from ._information import optimal_t as optimal_t
+from ._information import relu_output_t as relu_output_t
+from ._information import relu_scale_law as relu_scale_law
+from ._information import scale_mixture_entropy as scale_mixture_entropy
+from ._information import scale_mixture_kl as scale_mixture_kl
+from ._information import scale_mixture_mi as scale_mixture_mi
+from ._information import two_point_scale_law as two_point_scale_law
+from ._residual import effective_aspect_ratio as effective_aspect_ratio
+from ._residual import init_residual_mlp as init_residual_mlp
+from ._residual import residual_apply as residual_apply
+from ._residual import residual_chi as residual_chi
+from ._residual import residual_critical_xi as residual_critical_xi
+from ._residual import residual_ensemble as residual_ensemble
+from ._residual import residual_kernel_recursion as residual_kernel_recursion
+from ._residual import residual_ntk_recursion as residual_ntk_recursion
+from ._residual import residual_nu as residual_nu
+from ._residual import residual_vertex_recursion as residual_vertex_recursion
+from ._residual import vertex_from_pairs as vertex_from_pairs
+from ._information import mi_coefficients_by_extrapolation as mi_coefficients_by_extrapolation
+from ._information import mixture_kl_series as mixture_kl_series

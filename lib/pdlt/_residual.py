@@ -20,10 +20,13 @@ conditional sampler at O(n) cost per layer and network. Infinite-width theory, s
    V^{(\ell+1)} &= \chi^2 V + 4\xi^2\gamma^2\chi_\parallel K^2
                  + \gamma^4 C_W^2\big(\langle\sigma^4\rangle_K - \langle\sigma^2\rangle_K^2\big),\qquad V^{(1)} = 0,
 
-derived here from the conditional law and the nearly-Gaussian two-neuron correlator
-:math:`\mathrm{Cov}(z_i^2, f(z_j)) = \tfrac{V}{n}\,\tfrac{d}{dK}\langle f\rangle_K` (i != j). That step
-assumes each neuron's sign is a symmetry of the ensemble, true for odd sigma; for ReLU the
-residual branch breaks it and the V recursion is not valid (see Appendix B chapter).
+the second line derived from the conditional law *if* two distinct neurons were correlated only
+through a common scale, :math:`\mathrm{Cov}(z_i^2, f(z_j)) = \tfrac{V}{n}\,\tfrac{d}{dK}\langle f\rangle_K`
+(i != j; ``closure="scale"``). With a skip connection that is not so at leading order: the
+complete O(1/n) two-neuron correlation is propagated by ``closure="full"`` (see
+:func:`residual_vertex_recursion`). The two agree for the plain MLP and for linear sigma, share the
+large-depth slope for tanh, differ by a few percent for tanh at moderate depth, and differ at
+leading order for ReLU (odd Hermite modes of sigma^2); the ensembles follow the full closure.
 Criticality: :math:`\chi = 1` at the fixed point, i.e. :math:`\xi^2+\gamma^2 = 1` with the plain
 critical :math:`(C_b, C_W)`. The NTK mean (learning rates :math:`\lambda_b`, :math:`\lambda_W/n`):
 :math:`H^{(\ell+1)} = (\xi^2 + \gamma^2\chi_\perp)H + \gamma^2(\lambda_b + \lambda_W\langle\sigma^2\rangle_K)`,
@@ -130,7 +133,7 @@ def residual_vertex_recursion(K1, *, xi, gamma, C_b, C_W, L: int, activation="ta
     :math:`M_{ab}` in orthonormal Hermite polynomials of the layer's Gaussian (degrees < ``degree``),
     :math:`n\,\mathrm{Cov}(f(z_i), g(z_j)) = \sum_{ab} f_a M_{ab} g_b`, and propagate
 
-    .. math:: M' = DMD + C_W\gamma^2(e\,(Dw)^\top + (Dw)\,e^\top) + C_W^2\gamma^4(s^\top Ms + s^\top s)\,ee^\top,
+    .. math:: M' = DMD + C_W\gamma^2(e\,(Dw)^\top + (Dw)\,e^\top) + C_W^2\gamma^4(s^\top Ms + \mathrm{Var}_K\sigma^2)\,ee^\top,
 
     :math:`D = \mathrm{diag}(\rho^a)`, :math:`\rho = \xi\sqrt{K/K'}`, :math:`s` = coefficients of
     :math:`\sigma^2` (a >= 1), :math:`w = Ms + s`, :math:`e_a = \delta_{a2}/(\sqrt2K')`; then
@@ -157,6 +160,23 @@ def residual_vertex_recursion(K1, *, xi, gamma, C_b, C_W, L: int, activation="ta
 
 
 CLOSURES = ("full", "scale")
+
+
+@partial(jax.jit, static_argnames=("L", "act"))
+def _res_vertex(K1, xi, gamma, C_b, C_W, L, act):
+    a = get_activation(act)
+
+    def step(carry, _):
+        K, V = carry
+        m2, m4, d2 = _moments(a, K)
+        chi_par = C_W * d2
+        chi = xi**2 + gamma**2 * chi_par
+        Kn = xi**2 * K + gamma**2 * (C_b + C_W * m2)
+        Vn = chi**2 * V + 4 * xi**2 * gamma**2 * chi_par * K**2 + gamma**4 * C_W**2 * (m4 - m2**2)
+        return (Kn, Vn), (Kn, Vn)
+
+    _, (Ks, Vs) = jax.lax.scan(step, (K1, jnp.zeros_like(K1)), None, length=L - 1)
+    return jnp.concatenate([K1[None], Ks]), jnp.concatenate([jnp.zeros_like(K1)[None], Vs])
 
 
 @functools.lru_cache(maxsize=8)

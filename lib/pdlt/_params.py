@@ -80,6 +80,9 @@ RULES: dict[str, Callable] = {
     "activation": _activation, "activations": _list_of(_activation),
     "dtype": _choice(("float32", "float64")),
     "z": _pos, "fast": _choice((True, False)),
+    # Appendices A and B (information; residual networks)
+    "r_values": _list_of(_pos), "n_A": _pos_int, "n_B": _pos_int, "n_groups": _int_ge(2),
+    "gamma2s": _list_of(_num(lambda x: 0 < x <= 1, "a number in (0, 1]")),
 }
 RULES["n_small"] = _pos_int  # core (ch04): width of the small second-layer ensembles
 RULES["readout_widths"] = _list_of(_pos_int)  # core (ch04): hidden widths of the readout ensembles

@@ -41,6 +41,30 @@ from ._stats import covariance_and_se as covariance_and_se
 from ._stats import fit_line as fit_line
 from ._stats import mean_and_se as mean_and_se
 from ._stats import variance_and_se as variance_and_se
+from ._parametrizations import PARAMETRIZATIONS as PARAMETRIZATIONS
+from ._parametrizations import Parametrization as Parametrization
+from ._parametrizations import feature_change as feature_change
+from ._parametrizations import parametrization as parametrization
+from ._parametrizations import teacher_data as teacher_data
+from ._parametrizations import train_losses as train_losses
+from ._resnet_scaling import branch_multiplier as branch_multiplier
+from ._resnet_scaling import linear_resnet_log_norm as linear_resnet_log_norm
+from ._resnet_scaling import residual_vertex_closure as residual_vertex_closure
+from ._resnet_scaling import resnet_ensemble as resnet_ensemble
+from ._resnet_scaling import resnet_explicit as resnet_explicit
+from ._resnet_scaling import resnet_fluctuation as resnet_fluctuation
+from ._resnet_scaling import resnet_kernel_ode as resnet_kernel_ode
+from ._resnet_scaling import resnet_kernel_recursion as resnet_kernel_recursion
+from ._resnet_scaling import sigma_moments as sigma_moments
+from ._weights import WEIGHT_KINDS as WEIGHT_KINDS
+from ._weights import WeightSampler as WeightSampler
+from ._weights import mlp_forward_with as mlp_forward_with
+from ._weights import relu_gaussian_exact as relu_gaussian_exact
+from ._weights import relu_orthogonal_exact as relu_orthogonal_exact
+from ._weights import sample_weights as sample_weights
+from ._weights import vertex_recursion as vertex_recursion
+from ._weights import weight_sampler as weight_sampler
+from ._weights import weights_ensemble_metrics as weights_ensemble_metrics
 from . import book as book  # noqa: E402
 
 __version__ = "0.1.0"

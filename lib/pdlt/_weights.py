@@ -111,13 +111,17 @@ def _sample(key, s, n_out, n_in, C_W, dtype):
     return (A @ B) * jnp.sqrt(C_W / (r * n_in))
 
 
-def mlp_forward_with(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W=1.0, activation="tanh"):
+def mlp_forward_with(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W=1.0, activation="tanh",
+                     input_sampler: WeightSampler | None = None):
     r"""Preactivations :math:`z^{(1..L)}` of one MLP whose weights come from ``sampler``.
 
     :math:`z^{(\ell+1)} = b^{(\ell+1)} + W^{(\ell+1)}\sigma(z^{(\ell)})`, biases iid
-    :math:`\mathcal N(0, C_b)`, every layer's weights from ``sampler`` (layer ell uses ``fold_in(key, ell)``).
+    :math:`\mathcal N(0, C_b)`, every layer's weights from ``sampler`` (layer ell uses ``fold_in(key, ell)``), except the first,
+    which uses ``input_sampler`` if given (the input dimension n0 is fixed, so a rank or density
+    that must grow with width cannot apply there).
 
-    Args: key; x ``(N, n0)``; widths ``(n_1..n_L)``; sampler; C_b, C_W scalars; activation name.
+    Args: key; x ``(N, n0)``; widths ``(n_1..n_L)``; sampler; C_b, C_W scalars; activation name;
+      input_sampler: sampler of the first layer (default: ``sampler``).
     Returns: list of L arrays, ``z^(ell)`` of shape ``(N, n_ell)``.
     """
     fn = "mlp_forward_with"
@@ -126,27 +130,27 @@ def mlp_forward_with(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W=1.0
     _checks.positive(fn, C_W=C_W)
     act = get_activation(activation, fn)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
-    return _forward(key, x, widths, sampler, float(C_b), float(C_W), act.name)
+    return _forward(key, x, widths, sampler, float(C_b), float(C_W), act.name, input_sampler or sampler)
 
 
-def _forward(key, x, widths, sampler, C_b, C_W, act):
+def _forward(key, x, widths, sampler, C_b, C_W, act, input_sampler):
     sigma = get_activation(act).sigma
     zs, h = [], x
     for ell, n in enumerate(widths):
         kw, kb = jax.random.split(jax.random.fold_in(key, ell))
-        W = _sample(kw, sampler, n, h.shape[1], C_W, x.dtype)
+        W = _sample(kw, input_sampler if ell == 0 else sampler, n, h.shape[1], C_W, x.dtype)
         z = h @ W.T + jax.random.normal(kb, (n,), x.dtype) * jnp.sqrt(C_b)
         zs.append(z)
         h = sigma(z)
     return zs
 
 
-@partial(jax.jit, static_argnames=("widths", "sampler", "C_b", "C_W", "act"))
-def _metrics_batch(key, idx, x, widths, sampler, C_b, C_W, act):
+@partial(jax.jit, static_argnames=("widths", "sampler", "C_b", "C_W", "act", "input_sampler"))
+def _metrics_batch(key, idx, x, widths, sampler, C_b, C_W, act, input_sampler):
     sigma = get_activation(act).sigma
 
     def one(i):
-        zs = _forward(network_key(key, i), x, widths, sampler, C_b, C_W, act)
+        zs = _forward(network_key(key, i), x, widths, sampler, C_b, C_W, act, input_sampler)
         G = [C_b + C_W * (x @ x.T) / x.shape[1]]
         for ell in range(len(widths) - 1):
             s = sigma(zs[ell])
@@ -188,7 +192,8 @@ def _stiefel_batch(key, idx, x, widths, C_W, act):
 
 
 def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W=1.0, activation="tanh",
-                             n_nets: int, method: str = "explicit", chunk: int = 512, progress: bool | None = None):
+                             n_nets: int, method: str = "explicit", chunk: int = 512, progress: bool | None = None,
+                             input_sampler: WeightSampler | None = None):
     r"""Conditional metrics :math:`\hat G^{(\ell)} = C_b + C_W\sigma(z^{(\ell-1)})\sigma(z^{(\ell-1)})^\top/n`
     of ``n_nets`` networks with weights from ``sampler`` (network i: ``fold_in(key, i)``).
 
@@ -223,7 +228,8 @@ def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0,
         if method == "conditional":
             out.append(_stiefel_batch(key, idx, x, widths, float(C_W), act.name))
         else:
-            out.append(_metrics_batch(key, idx, x, widths, sampler, float(C_b), float(C_W), act.name))
+            out.append(_metrics_batch(key, idx, x, widths, sampler, float(C_b), float(C_W), act.name,
+                                      input_sampler or sampler))
     return jnp.concatenate(out)
 
 

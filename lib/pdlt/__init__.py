@@ -68,6 +68,30 @@ from ._ntk_fluctuations import scale_invariant_mean_ntk as scale_invariant_mean_
 from ._ntk_fluctuations import scale_invariant_ntk_slopes as scale_invariant_ntk_slopes
 from ._ntk_fluctuations import single_input_moments as single_input_moments
 from ._ntk_fluctuations import taylor_coefficients as taylor_coefficients
+from ._parametrizations import PARAMETRIZATIONS as PARAMETRIZATIONS
+from ._parametrizations import Parametrization as Parametrization
+from ._parametrizations import feature_change as feature_change
+from ._parametrizations import parametrization as parametrization
+from ._parametrizations import teacher_data as teacher_data
+from ._parametrizations import train_losses as train_losses
+from ._resnet_scaling import branch_multiplier as branch_multiplier
+from ._resnet_scaling import linear_resnet_log_norm as linear_resnet_log_norm
+from ._resnet_scaling import residual_vertex_closure as residual_vertex_closure
+from ._resnet_scaling import resnet_ensemble as resnet_ensemble
+from ._resnet_scaling import resnet_explicit as resnet_explicit
+from ._resnet_scaling import resnet_fluctuation as resnet_fluctuation
+from ._resnet_scaling import resnet_kernel_ode as resnet_kernel_ode
+from ._resnet_scaling import resnet_kernel_recursion as resnet_kernel_recursion
+from ._resnet_scaling import sigma_moments as sigma_moments
+from ._weights import WEIGHT_KINDS as WEIGHT_KINDS
+from ._weights import WeightSampler as WeightSampler
+from ._weights import mlp_forward_with as mlp_forward_with
+from ._weights import relu_gaussian_exact as relu_gaussian_exact
+from ._weights import relu_orthogonal_exact as relu_orthogonal_exact
+from ._weights import sample_weights as sample_weights
+from ._weights import weights_vertex_recursion as weights_vertex_recursion
+from ._weights import weight_sampler as weight_sampler
+from ._weights import weights_ensemble_metrics as weights_ensemble_metrics
 from . import book as book  # noqa: E402
 
 __version__ = "0.1.0"
@@ -157,3 +181,5 @@ from ._residual import residual_vertex_recursion as residual_vertex_recursion
 from ._residual import vertex_from_pairs as vertex_from_pairs
 from ._information import mi_coefficients_by_extrapolation as mi_coefficients_by_extrapolation
 from ._information import mixture_kl_series as mixture_kl_series
+from ._haar import haar_frame as haar_frame
+from ._haar import orthonormalize as orthonormalize

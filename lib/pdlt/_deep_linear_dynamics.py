@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
+from ._haar import haar_frame
 
 __all__ = [
     "saxe_logistic", "saxe_half_time", "deep_mode_rhs", "deep_mode_ode", "deep_mode_time",
@@ -143,8 +144,7 @@ def deep_mode_time(u, s, u0, depth: int, tau=1.0):
 
 
 def _orthonormal(key, n, k, dtype):
-    q, r = jnp.linalg.qr(jax.random.normal(key, (n, k), dtype))
-    return q * jnp.sign(jnp.diagonal(r))[None, :]  # Haar: fix the signs of the QR factor
+    return haar_frame(key, n, k, dtype)  # Gram-Schmidt, no LAPACK: see pdlt._haar
 
 
 def aligned_deep_linear_init(key, U, V, u0, depth: int, hidden: int):
@@ -346,11 +346,13 @@ def _init_batch(key, n, depth, kind, scale, n_seeds):
 
 
 def gaussian_product_log_norm(n: int, depth: int):
-    r"""Exact mean and variance of :math:`\ln\lVert W_D\cdots W_1 uVert^2` for unit ``u`` and Gaussian
+    r"""Exact mean and variance of :math:`\ln\lVert W_D\cdots W_1 u
+Vert^2` for unit ``u`` and Gaussian
     ``(n, n)`` weights of variance ``1/n`` (the book's deep linear network at :math:`C_W = 1`, §3).
 
     Each layer multiplies the squared norm by an independent :math:`\chi^2_n/n`, so
-    :math:`\mathbb E = D[\psi(n/2) + \ln(2/n)]` and :math:`{m Var} = D\,\psi'(n/2)pprox 2D/n`.
+    :math:`\mathbb E = D[\psi(n/2) + \ln(2/n)]` and :math:`{
+m Var} = D\,\psi'(n/2)pprox 2D/n`.
     (An orthogonal product has both equal to 0.) Returns ``(mean, var)``.
     """
     from scipy.special import digamma, polygamma

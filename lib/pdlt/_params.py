@@ -95,6 +95,16 @@ RULES.update({
     "gamma2": _num(lambda x: 0 < x < 1, "a number in (0, 1)"),
 })
 
+# beyond the book, items 1-3 (engineer beyond1): branch exponents, weight ensembles, parametrizations
+RULES.update({
+    "alphas": _list_of(_num(lambda x: x >= 0, "a number >= 0")), "alpha": _num(lambda x: x >= 0, "a number >= 0"),
+    "n_nets_control": _pos_int, "linear_widths": _list_of(_int_ge(2)), "linear_L": _pos_int,
+    "linear_nets": _pos_int, "mlp_width": _pos_int, "mlp_depth": _pos_int, "mlp_nets": _pos_int,
+    "density": _num(lambda x: 0 < x <= 1, "a number in (0, 1]"),
+    "rank_fraction": _num(lambda x: 0 < x <= 1, "a number in (0, 1]"), "control_rank": _pos_int,
+    "n_seeds": _pos_int, "base_width": _pos_int, "eta_grid": _list_of(_num(lambda x: x > 0, "a number > 0")),
+})
+
 
 def validate_value(name: str, value, spec: ParamSpec | None = None):
     """Check one value: its type against the spec (if given), then the vocabulary rule."""

@@ -49,3 +49,16 @@ from ._stats import variance_and_se as variance_and_se
 from . import book as book  # noqa: E402
 
 __version__ = "0.1.0"
+from ._training import init_ensemble as init_ensemble
+from ._training import train_ensemble as train_ensemble
+from ._training import ensemble_apply as ensemble_apply
+from ._training import ensemble_ntk as ensemble_ntk
+from ._training import ntk_change as ntk_change
+from ._kernel_learning import frozen_ntk_prediction as frozen_ntk_prediction
+from ._kernel_learning import trained_ensemble_moments as trained_ensemble_moments
+from ._kernel_learning import infinite_width_ensemble as infinite_width_ensemble
+from ._kernel_learning import bias_variance as bias_variance
+from ._kernel_learning import synthetic_task as synthetic_task
+from ._stats import fit_power_law as fit_power_law
+from ._training import trained_ensemble_run as trained_ensemble_run
+from ._kernel_learning import circle_task as circle_task

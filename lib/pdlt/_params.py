@@ -134,3 +134,10 @@ def parse_parameters_cell(source: str) -> dict[str, ParamSpec]:
         help_ = line.split("#", 1)[1].strip() if "#" in line else ""
         specs[name] = ParamSpec(name, typ, default, help_)
     return specs
+
+
+# learning chapters (6, 10, 11, ∞, epilogue)
+RULES.update({
+    "eta_scale": _num(lambda x: 0 < x < 2, "a number in (0, 2) (η times λ_max of the NTK on the training set)"),
+    "noise": _nonneg, "y2": _pos, "C_W_grid": _list_of(_pos), "n_fd": _pos_int,
+})

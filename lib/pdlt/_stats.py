@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["mean_and_se", "variance_and_se", "covariance_and_se", "batch_means_se", "fit_line"]
+__all__ = ["mean_and_se", "variance_and_se", "covariance_and_se", "batch_means_se", "fit_line", "fit_power_law"]
 
 
 def mean_and_se(x, axis=0):
@@ -60,3 +60,13 @@ def fit_line(x, y, se=None):
         r = y - A @ coef
         cov = cov * (r @ (w * r)) / max(len(y) - 2, 1)
     return (float(coef[0]), float(coef[1])), (float(np.sqrt(cov[0, 0])), float(np.sqrt(cov[1, 1])))
+
+
+def fit_power_law(x, y, se):
+    """Fit y = c x^p on log axes (weights from the relative SE). Returns ((c, p), (se_logc, se_p)).
+
+    The relative errors ``se/y`` are the standard errors of ``log y`` (delta method); ``y`` must be > 0.
+    """
+    x, y, se = np.asarray(x, float), np.asarray(y, float), np.asarray(se, float)
+    (a, p), (sa, sp) = fit_line(np.log(x), np.log(y), se / y)
+    return (float(np.exp(a)), p), (sa, sp)

@@ -62,3 +62,10 @@ from ._kernel_learning import synthetic_task as synthetic_task
 from ._stats import fit_power_law as fit_power_law
 from ._training import trained_ensemble_run as trained_ensemble_run
 from ._kernel_learning import circle_task as circle_task
+from ._bayes import gp_posterior as gp_posterior
+from ._bayes import log_evidence as log_evidence
+from ._bayes import relu_evidence_optimal_C_W as relu_evidence_optimal_C_W
+from ._bayes import single_input_V as single_input_V
+from ._bayes import hebbian_shift_first_order as hebbian_shift_first_order
+from ._bayes import hebbian_shift_relu_mc as hebbian_shift_relu_mc
+from ._bayes import finite_width_posterior_mean as finite_width_posterior_mean

@@ -69,3 +69,5 @@ from ._bayes import single_input_V as single_input_V
 from ._bayes import hebbian_shift_first_order as hebbian_shift_first_order
 from ._bayes import hebbian_shift_relu_mc as hebbian_shift_relu_mc
 from ._bayes import finite_width_posterior_mean as finite_width_posterior_mean
+from ._dntk import empirical_dntk as empirical_dntk
+from ._dntk import ensemble_dntk_moment as ensemble_dntk_moment

@@ -140,4 +140,6 @@ def parse_parameters_cell(source: str) -> dict[str, ParamSpec]:
 RULES.update({
     "eta_scale": _num(lambda x: 0 < x < 2, "a number in (0, 2) (η times λ_max of the NTK on the training set)"),
     "noise": _nonneg, "y2": _pos, "C_W_grid": _list_of(_pos), "n_fd": _pos_int,
+    "train_widths": _list_of(_pos_int), "train_depths": _list_of(_pos_int), "train_nets": _pos_int,
+    "n_hebb": _list_of(_pos_int), "L_hebb": _pos_int, "eta_ratio": _num(lambda x: 0 < x < 1, "a number in (0, 1)"),
 })

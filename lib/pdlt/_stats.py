@@ -70,3 +70,4 @@ def fit_power_law(x, y, se):
     x, y, se = np.asarray(x, float), np.asarray(y, float), np.asarray(se, float)
     (a, p), (sa, sp) = fit_line(np.log(x), np.log(y), se / y)
     return (float(np.exp(a)), p), (sa, sp)
+

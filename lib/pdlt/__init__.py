@@ -71,3 +71,6 @@ from ._bayes import hebbian_shift_relu_mc as hebbian_shift_relu_mc
 from ._bayes import finite_width_posterior_mean as finite_width_posterior_mean
 from ._dntk import empirical_dntk as empirical_dntk
 from ._dntk import ensemble_dntk_moment as ensemble_dntk_moment
+from ._dntk import ntk_relative_variance as ntk_relative_variance
+from ._stats import fit_linear as fit_linear
+from ._dntk import relu_ntk_relative_variance_leading as relu_ntk_relative_variance_leading

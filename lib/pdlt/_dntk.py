@@ -15,11 +15,12 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._empirical_ntk import empirical_ntk, learning_rate_tensor
 from ._mlp import mlp_apply
 
-__all__ = ["empirical_dntk", "ensemble_dntk_moment"]
+__all__ = ["empirical_dntk", "ensemble_dntk_moment", "ntk_relative_variance", "relu_ntk_relative_variance_leading"]
 
 
 def empirical_dntk(params, x, activation="relu", *, lambda_b=1.0, lambda_W=1.0):
@@ -72,3 +73,41 @@ def _moment(params, x, activation, lb, lw):
         return dH * z, H
 
     return jax.vmap(one)(params)
+
+
+def ntk_relative_variance(key, x, *, n: int, L: int, C_b, C_W, activation="relu", n_nets: int, chunk: int = 200,
+                          lambda_b=1.0, lambda_W=1.0):
+    r"""Relative variance :math:`\mathrm{Var}(\hat H)/\mathbb E[\hat H]^2` of the NTK of one input across an ensemble.
+
+    Networks of depth L with hidden widths n and one output; network ``i`` from ``fold_in(key, i)``,
+    built ``chunk`` networks at a time (memory). At leading order this grows like :math:`L/n` (PDLT §8-9).
+    Args: x: ``(1, n0)``. Returns: ``(relative variance, se)`` (delta-method SE, mean treated as exact).
+    """
+    from ._checks import positive_int
+    from ._stats import variance_and_se
+    from ._training import ensemble_ntk, init_ensemble
+
+    positive_int("ntk_relative_variance", n=n, L=L, n_nets=n_nets, chunk=chunk)
+    Hs = []
+    for start in range(0, n_nets, chunk):
+        P = init_ensemble(key, x.shape[1], [n] * (L - 1) + [1], C_b=C_b, C_W=C_W, n_nets=min(chunk, n_nets - start),
+                          start=start)
+        Hs.append(ensemble_ntk(P, x, activation, lambda_b=lambda_b, lambda_W=lambda_W)[:, 0, 0, 0, 0])
+    H = jnp.concatenate(Hs)
+    v, se = variance_and_se(H / jnp.mean(H))
+    return float(v), float(se)
+
+
+def relu_ntk_relative_variance_leading(L, rho: float = 1.0):
+    r"""Leading-order :math:`n\,\mathrm{Var}(\hat H)/H^2` of a critical ReLU network, single input.
+
+    From the scale-invariant NTK-variance recursions of PDLT §9.2 (re-derived for this project, see
+    ``/shared/reference/pdlt-results.md`` §9; constants of the book not checked against its text), with
+    :math:`\kappa = 2`, :math:`\nu = 5` and weight fraction :math:`\rho` of the NTK:
+
+    .. math:: \frac{(1+\rho+5\rho^2+4)\,(L-1)L(2L-1)/6 + \rho L(L-1)/2}{L^2}\ \to\ \frac{L}{3}(5+\rho+5\rho^2)
+
+    (``rho = 1`` when only weights are trained, ``lambda_b = 0``). Args: L: depth (scalar or array).
+    """
+    L = np.asarray(L, float)
+    return ((1 + rho + 5 * rho**2 + 4) * (L - 1) * L * (2 * L - 1) / 6 + rho * L * (L - 1) / 2) / L**2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["mean_and_se", "variance_and_se", "covariance_and_se", "batch_means_se", "fit_line", "fit_power_law"]
+__all__ = ["mean_and_se", "variance_and_se", "covariance_and_se", "batch_means_se", "fit_line", "fit_power_law", "fit_linear"]
 
 
 def mean_and_se(x, axis=0):
@@ -71,3 +71,10 @@ def fit_power_law(x, y, se):
     (a, p), (sa, sp) = fit_line(np.log(x), np.log(y), se / y)
     return (float(np.exp(a)), p), (sa, sp)
 
+
+
+def fit_linear(X, y, se):
+    """Weighted least squares y = X c (X: (m, k) design matrix, weights 1/se^2). Returns (c, cov)."""
+    X, y, w = np.asarray(X, float), np.asarray(y, float), 1.0 / np.asarray(se, float) ** 2
+    cov = np.linalg.inv(X.T @ (w[:, None] * X))
+    return cov @ X.T @ (w * y), cov

@@ -179,3 +179,40 @@ def test_fit_power_law_exact():
     x = np.array([1.0, 2.0, 4.0])
     (c, p), _ = pdlt.fit_power_law(x, 3.0 * x**-1.0, 0.01 * 3.0 * x**-1.0)
     np.testing.assert_allclose([c, p], [3.0, -1.0], rtol=1e-10)
+
+
+def test_single_input_V_closed_forms():
+    K, V, chi = pdlt.single_input_V(1.3, C_b=0.0, C_W=2.0, L=5, activation="relu")
+    np.testing.assert_allclose(K, 1.3, rtol=1e-10)
+    np.testing.assert_allclose(V, 5 * np.arange(5) * 1.3**2, rtol=1e-9)
+    np.testing.assert_allclose(chi, 1.0, rtol=1e-10)
+    _, V, _ = pdlt.single_input_V(0.7, C_b=0.0, C_W=1.0, L=4, activation="linear")
+    np.testing.assert_allclose(V, 2 * np.arange(4) * 0.7**2, rtol=1e-9)
+
+
+def test_finite_width_posterior_mean_reduces_to_gp():
+    x, y = _task(N=5)
+    K = pdlt.kernel_recursion(pdlt.input_kernel(x, C_b=0.1, C_W=2.0), C_b=0.1, C_W=2.0, L=2)[-1]
+    m, se = pdlt.finite_width_posterior_mean(jnp.stack([K] * 7), y[:3], 3, 0.3)
+    np.testing.assert_allclose(m, pdlt.gp_posterior(K, y[:3], 3, 0.3)[0], rtol=1e-12)
+    np.testing.assert_allclose(se, 0.0, atol=1e-12)
+
+
+def test_ntk_relative_variance_chunking_and_leading_order():
+    x = jnp.ones((1, 3))
+    a = pdlt.ntk_relative_variance(jax.random.key(2), x, n=6, L=3, C_b=0.0, C_W=2.0, n_nets=60, chunk=60)
+    b = pdlt.ntk_relative_variance(jax.random.key(2), x, n=6, L=3, C_b=0.0, C_W=2.0, n_nets=60, chunk=25)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+    f = pdlt.relu_ntk_relative_variance_leading(np.array([1.0, 1e6]))
+    assert f[0] == 0.0
+    np.testing.assert_allclose(f[1] / 1e6, 11 / 3, rtol=1e-5)
+
+
+def test_bias_variance_and_task():
+    xA, yA, xD, fD = pdlt.synthetic_task(jax.random.key(0), n_train=3, n_test=2, n0=5, n_out=2)
+    assert xA.shape == (3, 5) and yA.shape == (3, 2) and xD.shape == (2, 5) and fD.shape == (2, 2)
+    np.testing.assert_allclose(jnp.sum(xA**2, axis=1), 5.0, rtol=1e-12)
+    b2, v = pdlt.bias_variance(fD + 1.0, jnp.diag(jnp.array([2.0, 4.0])), fD)
+    np.testing.assert_allclose([b2, v], [1.0, 3.0], rtol=1e-12)
+    with pytest.raises(pdlt.PDLTValueError, match="n_train"):
+        pdlt.trained_ensemble_moments(jnp.eye(3), jnp.eye(3), jnp.ones((3, 1)), 3)

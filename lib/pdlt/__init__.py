@@ -61,7 +61,6 @@ from ._kernel_learning import bias_variance as bias_variance
 from ._kernel_learning import synthetic_task as synthetic_task
 from ._stats import fit_power_law as fit_power_law
 from ._training import trained_ensemble_run as trained_ensemble_run
-from ._kernel_learning import circle_task as circle_task
 from ._bayes import gp_posterior as gp_posterior
 from ._bayes import log_evidence as log_evidence
 from ._bayes import relu_evidence_optimal_C_W as relu_evidence_optimal_C_W

@@ -26,7 +26,7 @@ from . import _checks
 from ._ntk import ntk_recursion
 
 __all__ = ["frozen_ntk_prediction", "trained_ensemble_moments", "infinite_width_ensemble", "bias_variance",
-           "synthetic_task", "circle_task"]
+           "synthetic_task"]
 
 
 def _split(M, n_train, fn):
@@ -122,24 +122,3 @@ def synthetic_task(key, *, n_train: int, n_test: int, n0: int, n_out: int = 1):
     f = jnp.sin(x @ u / jnp.sqrt(n0)) + 0.5 * jnp.cos(x @ v / jnp.sqrt(n0))
     return x[:n_train], f[:n_train], x[n_train:], f[n_train:]
 
-
-def circle_task(*, n_train: int, n_test: int, harmonic: int = 3):
-    r"""Inputs on the circle :math:`|x|^2 = n_0 = 2`, target :math:`f(\phi) = \sin(k\phi) + \cos\phi` (``k = harmonic``).
-
-    Training angles are evenly spaced on :math:`[0, 2\pi)`; test angles are evenly spaced and offset so they
-    fall between training points. (With an odd activation and ``C_b = 0`` only odd functions of ``x`` can be
-    learned; odd ``k`` keeps the target odd.)
-    Returns: ``(x_train (n_train, 2), y_train (n_train, 1), x_test (n_test, 2), f_test (n_test, 1))``.
-    """
-    fn = "circle_task"
-    _checks.positive_int(fn, n_train=n_train, n_test=n_test, harmonic=harmonic)
-    pa = 2 * jnp.pi * jnp.arange(n_train) / n_train
-    pd = 2 * jnp.pi * (jnp.arange(n_test) + 0.5) / n_test + 0.37 * 2 * jnp.pi / n_train
-
-    def xy(p):
-        return jnp.sqrt(2.0) * jnp.stack([jnp.cos(p), jnp.sin(p)], axis=1)
-
-    def f(p):
-        return (jnp.sin(harmonic * p) + jnp.cos(p))[:, None]
-
-    return xy(pa), f(pa), xy(pd), f(pd)

@@ -64,9 +64,17 @@ def init_ensemble(key, n0: int, widths, *, C_b=0.0, C_W=1.0, n_nets: int, start:
     fn = "init_ensemble"
     _checks.positive_int(fn, n0=n0, n_nets=n_nets)
     widths = _checks.widths(fn, "widths", widths)
-    init_mlp(jax.random.key(0), 1, (1,) * len(widths), C_b=C_b, C_W=C_W)  # validates C_b, C_W per layer
-    idx = jnp.arange(start, start + n_nets)
-    return jax.vmap(lambda i: init_mlp(network_key(key, i), n0, widths, C_b=C_b, C_W=C_W))(idx)
+    L = len(widths)
+    Cb = _checks.per_layer(fn, "C_b", C_b, L)
+    Cw = _checks.per_layer(fn, "C_W", C_W, L)
+    _checks.nonnegative(fn, C_b=Cb)
+    _checks.positive(fn, C_W=Cw)
+    return _init(key, jnp.arange(start, start + n_nets), n0, widths, Cb, Cw)
+
+
+@partial(jax.jit, static_argnames=("n0", "widths", "Cb", "Cw"))
+def _init(key, idx, n0, widths, Cb, Cw):
+    return jax.vmap(lambda i: init_mlp(network_key(key, i), n0, widths, C_b=Cb, C_W=Cw))(idx)
 
 
 @partial(jax.jit, static_argnames=("activation",))

@@ -216,3 +216,22 @@ def test_bias_variance_and_task():
     np.testing.assert_allclose([b2, v], [1.0, 3.0], rtol=1e-12)
     with pytest.raises(pdlt.PDLTValueError, match="n_train"):
         pdlt.trained_ensemble_moments(jnp.eye(3), jnp.eye(3), jnp.ones((3, 1)), 3)
+
+
+def test_quadratic_model_exact_for_linear_network_and_taylor_order():
+    """For a one-layer network the quadratic model is the network; otherwise its error is O(δ³)."""
+    from pdlt._dntk import _quadratic_outputs
+
+    x, y = _task(N=4, n0=3)
+    P = pdlt.init_ensemble(jax.random.key(6), 3, [2], C_b=0.1, C_W=1.0, n_nets=2)
+    zq, _ = pdlt.train_quadratic_model(P, x, jnp.tile(y, (1, 2)), x, eta=0.05, steps=20, activation="tanh")
+    PT, _ = pdlt.train_ensemble(P, x, jnp.tile(y, (1, 2)), eta=0.05, steps=20, activation="tanh")
+    np.testing.assert_allclose(zq, pdlt.ensemble_apply(PT, x, "tanh"), rtol=1e-10, atol=1e-12)
+    p = pdlt.init_mlp(jax.random.key(7), 3, [5, 1], C_b=0.1, C_W=1.0)
+    d = pdlt.init_mlp(jax.random.key(8), 3, [5, 1], C_b=0.1, C_W=1.0)
+    err = []
+    for s in (1e-2, 5e-3):
+        ds = jax.tree_util.tree_map(lambda a: s * a, d)
+        exact = pdlt.mlp_apply(jax.tree_util.tree_map(jnp.add, p, ds), x, "tanh")
+        err.append(float(jnp.max(jnp.abs(_quadratic_outputs(p, ds, x, "tanh") - exact))))
+    np.testing.assert_allclose(err[0] / err[1], 8.0, rtol=0.05)

@@ -74,3 +74,4 @@ from ._dntk import ntk_relative_variance as ntk_relative_variance
 from ._stats import fit_linear as fit_linear
 from ._dntk import relu_ntk_relative_variance_leading as relu_ntk_relative_variance_leading
 from ._dntk import train_quadratic_model as train_quadratic_model
+from ._dntk import dntk_moment_mean as dntk_moment_mean

@@ -21,7 +21,7 @@ from ._empirical_ntk import empirical_ntk, learning_rate_tensor
 from ._mlp import mlp_apply
 
 __all__ = ["empirical_dntk", "ensemble_dntk_moment", "ntk_relative_variance", "relu_ntk_relative_variance_leading",
-           "train_quadratic_model"]
+           "train_quadratic_model", "dntk_moment_mean"]
 
 
 def empirical_dntk(params, x, activation="relu", *, lambda_b=1.0, lambda_W=1.0):
@@ -112,6 +112,26 @@ def relu_ntk_relative_variance_leading(L, rho: float = 1.0):
     """
     L = np.asarray(L, float)
     return ((1 + rho + 5 * rho**2 + 4) * (L - 1) * L * (2 * L - 1) / 6 + rho * L * (L - 1) / 2) / L**2
+
+
+def dntk_moment_mean(key, x, *, n: int, L: int, C_b, C_W, activation="relu", n_nets: int, chunk: int = 500,
+                     lambda_b=1.0, lambda_W=1.0, start: int = 0):
+    r""":math:`\mathbb E[\widehat{dH}\,z]` on one input for networks of depth L, widths n, one output (mean, se).
+
+    Networks ``start .. start+n_nets-1`` of ``key`` (``fold_in``), built ``chunk`` at a time (memory).
+    """
+    from ._checks import positive_int
+    from ._stats import mean_and_se
+    from ._training import init_ensemble
+
+    positive_int("dntk_moment_mean", n=n, L=L, n_nets=n_nets, chunk=chunk)
+    vals = []
+    for s0 in range(start, start + n_nets, chunk):
+        P = init_ensemble(key, x.shape[1], [n] * (L - 1) + [1], C_b=C_b, C_W=C_W,
+                          n_nets=min(chunk, start + n_nets - s0), start=s0)
+        vals.append(ensemble_dntk_moment(P, x, activation, lambda_b=lambda_b, lambda_W=lambda_W)[0])
+    m, se = mean_and_se(jnp.concatenate(vals))
+    return float(m), float(se)
 
 
 def _quadratic_outputs(params0, delta, x, activation):

@@ -166,3 +166,11 @@ RULES.update({
     "equiv_nets": _pos_int, "lambda_b_tilde": _nonneg, "lambda_W_tilde": _nonneg, "C_W_off": _pos,
     "deep_L": _pos_int, "var_ns": _list_of(_pos_int), "var_L": _pos_int, "var_nets": _pos_int,
 })
+
+# learning chapters (6, 10, 11, ∞, epilogue)
+RULES.update({
+    "eta_scale": _num(lambda x: 0 < x < 2, "a number in (0, 2) (η times λ_max of the NTK on the training set)"),
+    "noise": _nonneg, "y2": _pos,
+    "train_widths": _list_of(_pos_int), "train_depths": _list_of(_pos_int), "train_nets": _pos_int,
+    "n_hebb": _list_of(_pos_int), "L_hebb": _pos_int, "eta_ratio": _num(lambda x: 0 < x < 1, "a number in (0, 1)"),
+})

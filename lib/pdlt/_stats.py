@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["mean_and_se", "variance_and_se", "covariance_and_se", "batch_means_se", "fit_line",
-           "excess_kurtosis_and_se"]
+           "excess_kurtosis_and_se", "fit_power_law", "fit_linear"]
 
 
 def mean_and_se(x, axis=0):
@@ -75,3 +75,19 @@ def excess_kurtosis_and_se(x, axis=0):
     infl = (d**4 - m4) / m2**2 - 2 * m4 * (d**2 - m2) / m2**3
     k = jnp.squeeze(m4 / m2**2, axis) - 3.0
     return k, jnp.std(infl, axis=axis, ddof=1) / jnp.sqrt(S)
+def fit_power_law(x, y, se):
+    """Fit y = c x^p on log axes (weights from the relative SE). Returns ((c, p), (se_logc, se_p)).
+
+    The relative errors ``se/y`` are the standard errors of ``log y`` (delta method); ``y`` must be > 0.
+    """
+    x, y, se = np.asarray(x, float), np.asarray(y, float), np.asarray(se, float)
+    (a, p), (sa, sp) = fit_line(np.log(x), np.log(y), se / y)
+    return (float(np.exp(a)), p), (sa, sp)
+
+
+
+def fit_linear(X, y, se):
+    """Weighted least squares y = X c (X: (m, k) design matrix, weights 1/se^2). Returns (c, cov)."""
+    X, y, w = np.asarray(X, float), np.asarray(y, float), 1.0 / np.asarray(se, float) ** 2
+    cov = np.linalg.inv(X.T @ (w[:, None] * X))
+    return cov @ X.T @ (w * y), cov

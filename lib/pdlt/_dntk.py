@@ -1,0 +1,185 @@
+r"""The differential of the NTK (dNTK) of a real network, from JAX derivatives (PDLT ch. 11, numbering unverified).
+
+.. math::
+   \widehat{dH}_{i_0i_1i_2;a_0a_1a_2} = \sum_{\mu,\nu}\lambda_{\mu\nu}
+     \frac{\partial \hat H_{i_1i_2;a_1a_2}}{\partial\theta_\mu}\frac{\partial z_{i_0;a_0}}{\partial\theta_\nu},
+
+the rate at which the NTK moves when the parameters move along the learning-rate-weighted gradient of
+one output. One GD step on the MSE loss changes the NTK by
+:math:`\Delta\hat H_{i_1i_2;a_1a_2} = -\eta\sum_{i_0,a_0}\widehat{dH}_{i_0i_1i_2;a_0a_1a_2}\,\epsilon_{i_0;a_0} + O(\eta^2)`.
+For a one-layer network (linear in its parameters) the dNTK vanishes identically.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._empirical_ntk import empirical_ntk, learning_rate_tensor
+from ._mlp import mlp_apply
+
+__all__ = ["empirical_dntk", "ensemble_dntk_moment", "ntk_relative_variance", "relu_ntk_relative_variance_leading",
+           "train_quadratic_model", "dntk_moment_mean"]
+
+
+def empirical_dntk(params, x, activation="relu", *, lambda_b=1.0, lambda_W=1.0):
+    r"""dNTK of one MLP: array ``(n_L, n_L, n_L, N, N, N)`` indexed ``[i0, i1, i2, a0, a1, a2]``.
+
+    Computed as directional derivatives (``jax.jvp``) of :func:`pdlt.empirical_ntk` along the tangents
+    :math:`\lambda\,\partial z_{i_0;a_0}/\partial\theta`.
+    """
+    L = len(params)
+    lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn="empirical_dntk")
+    return _dntk(params, x, activation, lb, lw)
+
+
+@partial(jax.jit, static_argnames=("activation", "lb", "lw"))
+def _dntk(params, x, activation, lb, lw):
+    Jac = jax.jacrev(lambda p: mlp_apply(p, x, activation))(params)      # leaves (N, nL, *shape)
+    N, nL = x.shape[0], Jac[0][1].shape[1]
+    scaled = tuple((lw[ell] / W.shape[1] * JW, lb[ell] * Jb)
+                   for ell, ((W, _), (JW, Jb)) in enumerate(zip(params, Jac)))
+    flat = jax.tree_util.tree_map(lambda t: t.reshape((N * nL,) + t.shape[2:]), scaled)
+
+    def H(p):
+        return empirical_ntk(p, x, activation, lambda_b=lb, lambda_W=lw)
+
+    def along(t):
+        return jax.jvp(H, (params,), (t,))[1]                                 # (nL, nL, N, N)
+
+    d = jax.vmap(along)(flat)                                                 # (N*nL, nL, nL, N, N)
+    d = d.reshape((N, nL) + d.shape[1:])                                      # (a0, i0, i1, i2, a1, a2)
+    return jnp.transpose(d, (1, 2, 3, 0, 4, 5))
+
+
+def ensemble_dntk_moment(params, x, activation="relu", *, lambda_b=1.0, lambda_W=1.0):
+    r"""Per-network :math:`\widehat{dH}_{000;aaa}\,z_{0;a}` and the NTK :math:`\hat H_{00;aa}` on a single input.
+
+    Args: params: stacked ensemble (leading network axis); x: ``(1, n0)``.
+    Returns: ``(dHz, H)``, each ``(n_nets,)``; the mean of ``dHz`` estimates :math:`\mathbb E[\widehat{dH}\,z]`.
+    """
+    L = len(jax.tree_util.tree_leaves(params)) // 2
+    lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn="ensemble_dntk_moment")
+    return _moment(params, x, activation, lb, lw)
+
+
+@partial(jax.jit, static_argnames=("activation", "lb", "lw"))
+def _moment(params, x, activation, lb, lw):
+    def one(p):
+        dH = _dntk(p, x, activation, lb, lw)[0, 0, 0, 0, 0, 0]
+        z = mlp_apply(p, x, activation)[0, 0]
+        H = empirical_ntk(p, x, activation, lambda_b=lb, lambda_W=lw)[0, 0, 0, 0]
+        return dH * z, H
+
+    return jax.vmap(one)(params)
+
+
+def ntk_relative_variance(key, x, *, n: int, L: int, C_b, C_W, activation="relu", n_nets: int, chunk: int = 200,
+                          lambda_b=1.0, lambda_W=1.0):
+    r"""Relative variance :math:`\mathrm{Var}(\hat H)/\mathbb E[\hat H]^2` of the NTK of one input across an ensemble.
+
+    Networks of depth L with hidden widths n and one output; network ``i`` from ``fold_in(key, i)``,
+    built ``chunk`` networks at a time (memory). At leading order this grows like :math:`L/n` (PDLT §8-9).
+    Args: x: ``(1, n0)``. Returns: ``(relative variance, se)`` (delta-method SE, mean treated as exact).
+    """
+    from ._checks import positive_int
+    from ._stats import variance_and_se
+    from ._training import init_ensemble, stacked_ntk
+
+    positive_int("ntk_relative_variance", n=n, L=L, n_nets=n_nets, chunk=chunk)
+    Hs = []
+    for start in range(0, n_nets, chunk):
+        P = init_ensemble(key, x.shape[1], [n] * (L - 1) + [1], C_b=C_b, C_W=C_W, n_nets=min(chunk, n_nets - start),
+                          start=start)
+        Hs.append(stacked_ntk(P, x, activation, lambda_b=lambda_b, lambda_W=lambda_W)[:, 0, 0, 0, 0])
+    H = jnp.concatenate(Hs)
+    v, se = variance_and_se(H / jnp.mean(H))
+    return float(v), float(se)
+
+
+def relu_ntk_relative_variance_leading(L, rho: float = 1.0):
+    r"""Leading-order :math:`n\,\mathrm{Var}(\hat H)/H^2` of a critical ReLU network, single input.
+
+    From the scale-invariant NTK-variance recursions of PDLT §9.2 (re-derived for this project, see
+    ``/shared/reference/pdlt-results.md`` §9; constants of the book not checked against its text), with
+    :math:`\kappa = 2`, :math:`\nu = 5` and weight fraction :math:`\rho` of the NTK:
+
+    .. math:: \frac{(1+\rho+5\rho^2+4)\,(L-1)L(2L-1)/6 + \rho L(L-1)/2}{L^2}\ \to\ \frac{L}{3}(5+\rho+5\rho^2)
+
+    (``rho = 1`` when only weights are trained, ``lambda_b = 0``). Args: L: depth (scalar or array).
+    """
+    L = np.asarray(L, float)
+    return ((1 + rho + 5 * rho**2 + 4) * (L - 1) * L * (2 * L - 1) / 6 + rho * L * (L - 1) / 2) / L**2
+
+
+def dntk_moment_mean(key, x, *, n: int, L: int, C_b, C_W, activation="relu", n_nets: int, chunk: int = 500,
+                     lambda_b=1.0, lambda_W=1.0, start: int = 0):
+    r""":math:`\mathbb E[\widehat{dH}\,z]` on one input for networks of depth L, widths n, one output (mean, se).
+
+    Networks ``start .. start+n_nets-1`` of ``key`` (``fold_in``), built ``chunk`` at a time (memory).
+    """
+    from ._checks import positive_int
+    from ._stats import mean_and_se
+    from ._training import init_ensemble
+
+    positive_int("dntk_moment_mean", n=n, L=L, n_nets=n_nets, chunk=chunk)
+    vals = []
+    for s0 in range(start, start + n_nets, chunk):
+        P = init_ensemble(key, x.shape[1], [n] * (L - 1) + [1], C_b=C_b, C_W=C_W,
+                          n_nets=min(chunk, start + n_nets - s0), start=s0)
+        vals.append(ensemble_dntk_moment(P, x, activation, lambda_b=lambda_b, lambda_W=lambda_W)[0])
+    m, se = mean_and_se(jnp.concatenate(vals))
+    return float(m), float(se)
+
+
+def _quadratic_outputs(params0, delta, x, activation):
+    r""":math:`z(\theta_0) + J\delta + \tfrac12\,\delta^\top\nabla^2 z\,\delta` (nested ``jvp``)."""
+    def f(p):
+        return mlp_apply(p, x, activation)
+
+    def lin(p):
+        return jax.jvp(f, (p,), (delta,))
+
+    (z0, Jd), (_, dJd) = jax.jvp(lin, (params0,), (delta,))
+    return z0 + Jd + 0.5 * dJd
+
+
+@partial(jax.jit, static_argnames=("activation", "steps", "lb", "lw"))
+def _train_quadratic(params0, x, y, x_eval, eta, steps, activation, lb, lw):
+    def one(p0):
+        def loss(d):
+            return 0.5 * jnp.sum((_quadratic_outputs(p0, d, x, activation) - y) ** 2)
+
+        def step(d, _):
+            g = jax.grad(loss)(d)
+            d = tuple((dW - eta * (lw[ell] / W.shape[1]) * gW, db - eta * lb[ell] * gb)
+                      for ell, ((dW, db), (gW, gb), (W, _)) in enumerate(zip(d, g, p0)))
+            return d, None
+
+        d0 = jax.tree_util.tree_map(jnp.zeros_like, p0)
+        d, _ = jax.lax.scan(step, d0, None, length=steps)
+        return _quadratic_outputs(p0, d, x_eval, activation), loss(d)
+
+    return jax.vmap(one)(params0)
+
+
+def train_quadratic_model(params0, x_train, y_train, x_eval, *, eta: float, steps: int, activation="relu",
+                          lambda_b=1.0, lambda_W=1.0):
+    r"""GD on the quadratic ("nearly-kernel") model of each network of a stacked ensemble (PDLT §11.4).
+
+    The model is the second-order Taylor expansion of the network in its parameters around
+    initialization, :math:`z(\theta_0+\delta) \approx z_0 + J\delta + \tfrac12\delta^\top\nabla^2z\,\delta`: its NTK moves
+    exactly with the dNTK at initialization (and its ddNTKs vanish). Trained with the same
+    learning-rate tensor as the network.
+    Returns: ``(z_eval (n_nets, N, n_L), final_loss (n_nets,))``.
+    """
+    L = len(params0)
+    lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn="train_quadratic_model")
+    from ._checks import positive, positive_int
+
+    positive("train_quadratic_model", eta=eta)
+    positive_int("train_quadratic_model", steps=steps)
+    return _train_quadratic(params0, jnp.asarray(x_train), jnp.asarray(y_train), jnp.asarray(x_eval), float(eta),
+                            int(steps), activation, lb, lw)

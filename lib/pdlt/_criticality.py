@@ -42,6 +42,7 @@ __all__ = [
     "fixed_point",
     "critical_point",
     "kstar_zero_coefficients",
+    "taylor_coefficients",
     "dense_expectation",
 ]
 
@@ -188,7 +189,9 @@ def dense_expectation(f, K):
     return jnp.sum(jnp.asarray(W, K.dtype) * f(z), axis=-1)
 
 
-def _taylor(act: Activation):
+def taylor_coefficients(activation) -> tuple[float, float, float, float]:
+    r""":math:`(\sigma_0, \sigma_1, \sigma_2, \sigma_3)`: the activation and its first three derivatives at 0 (autodiff)."""
+    act = get_activation(activation, "taylor_coefficients")
     d1 = jax.grad(act.sigma)
     d2 = jax.grad(d1)
     d3 = jax.grad(d2)
@@ -202,7 +205,7 @@ def kstar_zero_coefficients(activation) -> KStarZeroCoefficients:
     Raises: PDLTValueError: sigma(0) != 0 or sigma'(0) == 0 (the activation is not in the class).
     """
     act = get_activation(activation, "kstar_zero_coefficients")
-    s0, s1, s2, s3 = _taylor(act)
+    s0, s1, s2, s3 = taylor_coefficients(act)
     if abs(s0) > 1e-14 or abs(s1) < 1e-14 or not act.smooth:
         raise _checks.PDLTValueError(
             f"kstar_zero_coefficients: `activation` {act.name!r} is not smooth with sigma(0) = 0 and sigma'(0) != 0 "
@@ -242,7 +245,7 @@ def critical_point(activation, *, K_max: float = 100.0) -> Criticality:
         raise _checks.PDLTValueError(
             f"{fn}: `activation` {act.name!r} has no critical initialization: its derivative is a delta function, "
             "so chi_perp is infinite")
-    s0, s1, _, _ = _taylor(act)
+    s0, s1, _, _ = taylor_coefficients(act)
     if abs(s0) < 1e-14 and abs(s1) > 1e-14:
         c = kstar_zero_coefficients(act)
         if c.a1 < 0:

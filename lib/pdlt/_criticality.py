@@ -91,7 +91,7 @@ def sigma_sq(activation, K):
     act = get_activation(activation, "sigma_sq")
     K = jnp.asarray(K, dtype=jnp.result_type(float))
     if act.scale_invariant:
-        return 0.5 * (act.a_plus**2 + act.a_minus**2) * K
+        return act.slope_moment(2) * K
     if act.kernel is not None:
         return act.kernel(K, K, K)
     return dense_expectation(lambda z: act.sigma(z) ** 2, K)
@@ -107,10 +107,10 @@ def chi_parallel(activation, K, *, C_W: float):
     _checks.positive("chi_parallel", C_W=C_W)
     K = jnp.asarray(K, dtype=jnp.result_type(float))
     if act.scale_invariant:
-        return C_W * 0.5 * (act.a_plus**2 + act.a_minus**2) * jnp.ones_like(K)
+        return C_W * act.slope_moment(2) * jnp.ones_like(K)
     if act.kernel is not None:
         return C_W * jnp.vectorize(jax.grad(lambda k: act.kernel(k, k, k)))(K)
-    return C_W * dense_expectation(lambda z: act.sigma(z) ** 2 * (z * z - K[..., None]), K) / (2.0 * K * K)
+    return C_W * _dense_dK(lambda z: act.sigma(z) ** 2, K)
 
 
 def chi_perp(activation, K, *, C_W: float):
@@ -119,7 +119,7 @@ def chi_perp(activation, K, *, C_W: float):
     _checks.positive("chi_perp", C_W=C_W)
     K = jnp.asarray(K, dtype=jnp.result_type(float))
     if act.scale_invariant:
-        return C_W * 0.5 * (act.a_plus**2 + act.a_minus**2) * jnp.ones_like(K)
+        return C_W * act.slope_moment(2) * jnp.ones_like(K)
     if act.dkernel is not None:
         return C_W * act.dkernel(K, K, K)
     return C_W * dense_expectation(lambda z: act.dsigma(z) ** 2, K)
@@ -136,7 +136,7 @@ def h_coefficient(activation, K, *, C_W: float):
         return jnp.zeros_like(K)
     if act.dkernel is not None:
         return 0.5 * C_W * jnp.vectorize(jax.grad(lambda k: act.dkernel(k, k, k)))(K)
-    return 0.5 * C_W * dense_expectation(lambda z: act.dsigma(z) ** 2 * (z * z - K[..., None]), K) / (2.0 * K * K)
+    return 0.5 * C_W * _dense_dK(lambda z: act.dsigma(z) ** 2, K)
 
 
 def fixed_point(activation, *, C_b: float, C_W: float, K0: float = 1.0, max_iter: int = 100000,
@@ -189,6 +189,11 @@ def dense_expectation(f, K):
     return jnp.sum(jnp.asarray(W, K.dtype) * f(z), axis=-1)
 
 
+def _dense_dK(f, K):
+    r""":math:`d\langle f\rangle_K/dK = \langle f\,(z^2-K)\rangle_K/(2K^2)` (Stein's identity) by :func:`dense_expectation`."""
+    return dense_expectation(lambda z: f(z) * (z * z - K[..., None]), K) / (2.0 * K * K)
+
+
 def taylor_coefficients(activation) -> tuple[float, float, float, float]:
     r""":math:`(\sigma_0, \sigma_1, \sigma_2, \sigma_3)`: the activation and its first three derivatives at 0 (autodiff)."""
     act = get_activation(activation, "taylor_coefficients")
@@ -239,7 +244,7 @@ def critical_point(activation, *, K_max: float = 100.0) -> Criticality:
     act = get_activation(activation, fn)
     _checks.positive(fn, K_max=K_max)
     if act.scale_invariant:
-        A2 = 0.5 * (act.a_plus**2 + act.a_minus**2)
+        A2 = act.slope_moment(2)
         return Criticality(act.name, 0.0, 1.0 / A2, float("nan"), "scale-invariant")
     if not act.smooth:
         raise _checks.PDLTValueError(

@@ -93,10 +93,7 @@ def _validate(fn, L, C_b, C_W, lambda_b, lambda_W):
     _checks.positive_int(fn, L=L)
     _checks.nonnegative(fn, C_b=C_b)
     _checks.positive(fn, C_W=C_W)
-    lb = _checks.per_layer(fn, "lambda_b", lambda_b, L)
-    lw = _checks.per_layer(fn, "lambda_W", lambda_W, L)
-    _checks.nonnegative(fn, lambda_b=lb, lambda_W=lw)
-    return lb, lw
+    return _checks.per_layer_rates(fn, lambda_b, lambda_W, L)
 
 
 def single_input_moments(activation, K, C_W):
@@ -227,8 +224,8 @@ def _si_constants(activation, K, lambda_b, lambda_W, fn):
         raise _checks.PDLTValueError(f"{fn}: `activation` must be scale-invariant, got {act.name!r} ({act.family})")
     _checks.positive(fn, K=K)
     _checks.nonnegative(fn, lambda_b=lambda_b, lambda_W=lambda_W)
-    A2 = (act.a_plus**2 + act.a_minus**2) / 2
-    A4 = (act.a_plus**4 + act.a_minus**4) / 2
+    A2 = act.slope_moment(2)
+    A4 = act.slope_moment(4)
     theta = lambda_b + lambda_W * A2 * K
     if theta <= 0:
         raise _checks.PDLTValueError(f"{fn}: `lambda_b` and `lambda_W` are both zero: the NTK vanishes")
@@ -286,7 +283,7 @@ def scale_invariant_mean_ntk(ell, *, C_W, g0=1.0, activation="relu", lambda_b=1.
         raise _checks.PDLTValueError(f"{fn}: `activation` must be scale-invariant, got {act.name!r} ({act.family})")
     _checks.positive(fn, C_W=C_W)
     _checks.nonnegative(fn, g0=g0, lambda_b=lambda_b, lambda_W=lambda_W)
-    chi = C_W * (act.a_plus**2 + act.a_minus**2) / 2
+    chi = C_W * act.slope_moment(2)
     l = jnp.asarray(ell, dtype=jnp.result_type(float))
     bias = l if chi == 1.0 else (chi**l - 1) / (chi - 1)
     return lambda_b * bias + lambda_W * g0 * l * chi ** (l - 1)

@@ -53,6 +53,13 @@ class Activation(NamedTuple):
     def scale_invariant(self) -> bool:
         return self.a_plus is not None
 
+    def slope_moment(self, k: int) -> float:
+        r""":math:`A_k = (a_+^k + a_-^k)/2` of a scale-invariant activation (:math:`\langle\sigma^2\rangle_K = A_2K`,
+        critical :math:`C_W = 1/A_2`; PDLT §5.2). Raises PDLTValueError for other activations."""
+        if not self.scale_invariant:
+            raise _checks.PDLTValueError(f"slope_moment: `activation` {self.name!r} is not scale-invariant ({self.family})")
+        return 0.5 * (self.a_plus**k + self.a_minus**k)
+
 
 def _sigmoid(z):
     return jax.nn.sigmoid(z)

@@ -78,3 +78,20 @@ def per_layer(fn: str, name: str, value, L: int):
     if len(vals) != L:
         raise PDLTValueError(f"{fn}: `{name}` has {len(vals)} entries but the depth is L={L}; give one per layer")
     return vals
+
+
+def per_layer_variances(fn: str, C_b, C_W, L: int):
+    """Per-layer initialization variances: ``(C_b, C_W)`` as two tuples of L floats, C_b >= 0, C_W > 0."""
+    Cb = per_layer(fn, "C_b", C_b, L)
+    Cw = per_layer(fn, "C_W", C_W, L)
+    nonnegative(fn, C_b=Cb)
+    positive(fn, C_W=Cw)
+    return Cb, Cw
+
+
+def per_layer_rates(fn: str, lambda_b, lambda_W, L: int):
+    """Per-layer learning rates: ``(lambda_b, lambda_W)`` as two tuples of L floats, both >= 0."""
+    lb = per_layer(fn, "lambda_b", lambda_b, L)
+    lw = per_layer(fn, "lambda_W", lambda_W, L)
+    nonnegative(fn, lambda_b=lb, lambda_W=lw)
+    return lb, lw

@@ -42,6 +42,7 @@ __all__ = [
     "fixed_point",
     "critical_point",
     "kstar_zero_coefficients",
+    "taylor_coefficients",
     "dense_expectation",
 ]
 
@@ -90,7 +91,7 @@ def sigma_sq(activation, K):
     act = get_activation(activation, "sigma_sq")
     K = jnp.asarray(K, dtype=jnp.result_type(float))
     if act.scale_invariant:
-        return 0.5 * (act.a_plus**2 + act.a_minus**2) * K
+        return act.slope_moment(2) * K
     if act.kernel is not None:
         return act.kernel(K, K, K)
     return dense_expectation(lambda z: act.sigma(z) ** 2, K)
@@ -106,10 +107,10 @@ def chi_parallel(activation, K, *, C_W: float):
     _checks.positive("chi_parallel", C_W=C_W)
     K = jnp.asarray(K, dtype=jnp.result_type(float))
     if act.scale_invariant:
-        return C_W * 0.5 * (act.a_plus**2 + act.a_minus**2) * jnp.ones_like(K)
+        return C_W * act.slope_moment(2) * jnp.ones_like(K)
     if act.kernel is not None:
         return C_W * jnp.vectorize(jax.grad(lambda k: act.kernel(k, k, k)))(K)
-    return C_W * dense_expectation(lambda z: act.sigma(z) ** 2 * (z * z - K[..., None]), K) / (2.0 * K * K)
+    return C_W * _dense_dK(lambda z: act.sigma(z) ** 2, K)
 
 
 def chi_perp(activation, K, *, C_W: float):
@@ -118,7 +119,7 @@ def chi_perp(activation, K, *, C_W: float):
     _checks.positive("chi_perp", C_W=C_W)
     K = jnp.asarray(K, dtype=jnp.result_type(float))
     if act.scale_invariant:
-        return C_W * 0.5 * (act.a_plus**2 + act.a_minus**2) * jnp.ones_like(K)
+        return C_W * act.slope_moment(2) * jnp.ones_like(K)
     if act.dkernel is not None:
         return C_W * act.dkernel(K, K, K)
     return C_W * dense_expectation(lambda z: act.dsigma(z) ** 2, K)
@@ -135,7 +136,7 @@ def h_coefficient(activation, K, *, C_W: float):
         return jnp.zeros_like(K)
     if act.dkernel is not None:
         return 0.5 * C_W * jnp.vectorize(jax.grad(lambda k: act.dkernel(k, k, k)))(K)
-    return 0.5 * C_W * dense_expectation(lambda z: act.dsigma(z) ** 2 * (z * z - K[..., None]), K) / (2.0 * K * K)
+    return 0.5 * C_W * _dense_dK(lambda z: act.dsigma(z) ** 2, K)
 
 
 def fixed_point(activation, *, C_b: float, C_W: float, K0: float = 1.0, max_iter: int = 100000,
@@ -188,7 +189,14 @@ def dense_expectation(f, K):
     return jnp.sum(jnp.asarray(W, K.dtype) * f(z), axis=-1)
 
 
-def _taylor(act: Activation):
+def _dense_dK(f, K):
+    r""":math:`d\langle f\rangle_K/dK = \langle f\,(z^2-K)\rangle_K/(2K^2)` (Stein's identity) by :func:`dense_expectation`."""
+    return dense_expectation(lambda z: f(z) * (z * z - K[..., None]), K) / (2.0 * K * K)
+
+
+def taylor_coefficients(activation) -> tuple[float, float, float, float]:
+    r""":math:`(\sigma_0, \sigma_1, \sigma_2, \sigma_3)`: the activation and its first three derivatives at 0 (autodiff)."""
+    act = get_activation(activation, "taylor_coefficients")
     d1 = jax.grad(act.sigma)
     d2 = jax.grad(d1)
     d3 = jax.grad(d2)
@@ -202,7 +210,7 @@ def kstar_zero_coefficients(activation) -> KStarZeroCoefficients:
     Raises: PDLTValueError: sigma(0) != 0 or sigma'(0) == 0 (the activation is not in the class).
     """
     act = get_activation(activation, "kstar_zero_coefficients")
-    s0, s1, s2, s3 = _taylor(act)
+    s0, s1, s2, s3 = taylor_coefficients(act)
     if abs(s0) > 1e-14 or abs(s1) < 1e-14 or not act.smooth:
         raise _checks.PDLTValueError(
             f"kstar_zero_coefficients: `activation` {act.name!r} is not smooth with sigma(0) = 0 and sigma'(0) != 0 "
@@ -236,13 +244,13 @@ def critical_point(activation, *, K_max: float = 100.0) -> Criticality:
     act = get_activation(activation, fn)
     _checks.positive(fn, K_max=K_max)
     if act.scale_invariant:
-        A2 = 0.5 * (act.a_plus**2 + act.a_minus**2)
+        A2 = act.slope_moment(2)
         return Criticality(act.name, 0.0, 1.0 / A2, float("nan"), "scale-invariant")
     if not act.smooth:
         raise _checks.PDLTValueError(
             f"{fn}: `activation` {act.name!r} has no critical initialization: its derivative is a delta function, "
             "so chi_perp is infinite")
-    s0, s1, _, _ = _taylor(act)
+    s0, s1, _, _ = taylor_coefficients(act)
     if abs(s0) < 1e-14 and abs(s1) > 1e-14:
         c = kstar_zero_coefficients(act)
         if c.a1 < 0:

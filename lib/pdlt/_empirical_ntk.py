@@ -34,10 +34,7 @@ def learning_rate_tensor(L: int, lambda_b=1.0, lambda_W=1.0, *, fn: str = "learn
     Args: L: depth. lambda_b, lambda_W: scalars or sequences of length L (layer 1..L).
     Raises: PDLTValueError naming the argument for a negative value or a wrong length.
     """
-    lb = _checks.per_layer(fn, "lambda_b", lambda_b, L)
-    lw = _checks.per_layer(fn, "lambda_W", lambda_W, L)
-    _checks.nonnegative(fn, lambda_b=lb, lambda_W=lw)
-    return lb, lw
+    return _checks.per_layer_rates(fn, lambda_b, lambda_W, L)
 
 
 def _forward(params, x, sigma):

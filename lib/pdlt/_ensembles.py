@@ -86,10 +86,7 @@ def _validate(fn, x, widths, C_b, C_W, activation, method):
         raise _checks.PDLTValueError(f"{fn}: `x` must have shape (N, n0), got {x.shape}")
     widths = _checks.widths(fn, "widths", widths)
     L = len(widths)
-    Cb = _checks.per_layer(fn, "C_b", C_b, L)
-    Cw = _checks.per_layer(fn, "C_W", C_W, L)
-    _checks.nonnegative(fn, C_b=Cb)
-    _checks.positive(fn, C_W=Cw)
+    Cb, Cw = _checks.per_layer_variances(fn, C_b=C_b, C_W=C_W, L=L)
     act = get_activation(activation, fn)
     _checks.one_of(fn, "method", method, METHODS)
     return x, widths, Cb, Cw, act

@@ -196,26 +196,23 @@ def kernel_map(activation, K, *, deg: int = DEG2):
     The diagonal is computed with the one-variable rule (``2*deg`` nodes) for accuracy.
     """
     act: Activation = get_activation(activation, "kernel_map")
-    K = jnp.asarray(K)
-    if act.scale_invariant:
-        return scale_invariant_kernel(K, act.a_plus, act.a_minus)
-    if act.kernel is not None:
-        return _closed_pair_map(act.kernel, K)
-    out = _quadrature_pair_map(act.sigma, K, deg)
-    diag = gaussian_expectation(lambda z: act.sigma(z) ** 2, jnp.diagonal(K, axis1=-2, axis2=-1), deg=2 * deg)
-    return _set_diag(out, diag)
+    return _pair_map(act, jnp.asarray(K), act.sigma, act.kernel, scale_invariant_kernel, deg)
 
 
 def derivative_kernel_map(activation, K, *, deg: int = DEG2):
     r"""The matrix :math:`\langle\sigma'(z_a)\sigma'(z_b)\rangle_K` (drives the NTK recursion, PDLT §8)."""
     act: Activation = get_activation(activation, "derivative_kernel_map")
-    K = jnp.asarray(K)
+    return _pair_map(act, jnp.asarray(K), act.dsigma, act.dkernel, scale_invariant_derivative_kernel, deg)
+
+
+def _pair_map(act, K, g, closed, scale_invariant_closed, deg):
+    """<g(z_a) g(z_b)>_K: the scale-invariant closed form, the activation's own closed form, or quadrature."""
     if act.scale_invariant:
-        return scale_invariant_derivative_kernel(K, act.a_plus, act.a_minus)
-    if act.dkernel is not None:
-        return _closed_pair_map(act.dkernel, K)
-    out = _quadrature_pair_map(act.dsigma, K, deg)
-    diag = gaussian_expectation(lambda z: act.dsigma(z) ** 2, jnp.diagonal(K, axis1=-2, axis2=-1), deg=2 * deg)
+        return scale_invariant_closed(K, act.a_plus, act.a_minus)
+    if closed is not None:
+        return _closed_pair_map(closed, K)
+    out = _quadrature_pair_map(g, K, deg)
+    diag = gaussian_expectation(lambda z: g(z) ** 2, jnp.diagonal(K, axis1=-2, axis2=-1), deg=2 * deg)
     return _set_diag(out, diag)
 
 

@@ -48,10 +48,7 @@ def kernel_recursion(K1, *, C_b, C_W, L: int, activation="relu", deg: int = DEG2
     """
     _checks.positive_int("kernel_recursion", L=L)
     act = get_activation(activation, "kernel_recursion")
-    Cb = jnp.asarray(_checks.per_layer("kernel_recursion", "C_b", C_b, max(L - 1, 1)))
-    Cw = jnp.asarray(_checks.per_layer("kernel_recursion", "C_W", C_W, max(L - 1, 1)))
-    _checks.nonnegative("kernel_recursion", C_b=Cb)
-    _checks.positive("kernel_recursion", C_W=Cw)
+    Cb, Cw = map(jnp.asarray, _checks.per_layer_variances("kernel_recursion", C_b, C_W, max(L - 1, 1)))
     K1 = jnp.asarray(K1, dtype=jnp.result_type(float))
     scalar = K1.ndim == 0
     K = K1[None, None] if scalar else K1

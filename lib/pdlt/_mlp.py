@@ -41,10 +41,7 @@ def init_mlp(key, n0: int, widths, *, C_b=0.0, C_W=1.0, dtype=None):
     _checks.positive_int(fn, n0=n0)
     widths = _checks.widths(fn, "widths", widths)
     L = len(widths)
-    Cb = _checks.per_layer(fn, "C_b", C_b, L)
-    Cw = _checks.per_layer(fn, "C_W", C_W, L)
-    _checks.nonnegative(fn, C_b=Cb)
-    _checks.positive(fn, C_W=Cw)
+    Cb, Cw = _checks.per_layer_variances(fn, C_b, C_W, L)
     dtype = dtype or jnp.result_type(float)
     keys = jax.random.split(key, 2 * L)
     params, fan_in = [], n0

@@ -38,9 +38,7 @@ def ntk_recursion(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambd
     fn = "ntk_recursion"
     _checks.positive_int(fn, L=L)
     act = get_activation(activation, fn)
-    lb = jnp.asarray(_checks.per_layer(fn, "lambda_b", lambda_b, L))
-    lw = jnp.asarray(_checks.per_layer(fn, "lambda_W", lambda_W, L))
-    _checks.nonnegative(fn, lambda_b=lb, lambda_W=lw)
+    lb, lw = map(jnp.asarray, _checks.per_layer_rates(fn, lambda_b, lambda_W, L))
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     K1 = input_kernel(x, C_b=C_b, C_W=C_W)
     T1 = lb[0] + lw[0] * (x @ x.T) / x.shape[1]

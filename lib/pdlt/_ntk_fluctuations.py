@@ -43,7 +43,9 @@ import jax.numpy as jnp
 
 from . import _checks
 from ._activations import get_activation
-from ._gaussian import DEG1, gaussian_expectation
+from ._criticality import (chi_parallel, chi_perp, critical_point, dense_expectation, h_coefficient,
+                           kstar_zero_coefficients, sigma_sq, taylor_coefficients)
+from ._vertex import vertex_recursion
 
 __all__ = [
     "NTKStats",
@@ -91,42 +93,38 @@ def _validate(fn, L, C_b, C_W, lambda_b, lambda_W):
     _checks.positive_int(fn, L=L)
     _checks.nonnegative(fn, C_b=C_b)
     _checks.positive(fn, C_W=C_W)
-    lb = _checks.per_layer(fn, "lambda_b", lambda_b, L)
-    lw = _checks.per_layer(fn, "lambda_W", lambda_W, L)
-    _checks.nonnegative(fn, lambda_b=lb, lambda_W=lw)
-    return lb, lw
+    return _checks.per_layer_rates(fn, lambda_b, lambda_W, L)
 
 
-def single_input_moments(activation, K, C_W, *, deg: int = DEG1):
+def single_input_moments(activation, K, C_W):
     r"""The Gaussian averages at variance K that drive the single-input recursions.
 
     Returns a dict of arrays (K's shape): ``s2 = <σ²>``, ``s4 = <σ⁴>``, ``d2 = <σ'²>``, ``d4 = <σ'⁴>``,
-    ``s2d2 = <σ²σ'²>``, ``chi_par``, ``chi_perp``, ``h = (1/2) dχ⊥/dK`` (PDLT §5.1 and §8-9; duplicates
-    the susceptibilities of ``pdlt._criticality`` so this module stands alone).
+    ``s2d2 = <σ²σ'²>``, ``chi_par``, ``chi_perp``, ``h = (1/2) dχ⊥/dK`` (PDLT §5.1 and §8-9). The
+    susceptibilities, h and ``s2`` are those of :mod:`pdlt._criticality`; the other averages use the
+    same integrator, :func:`pdlt.dense_expectation`.
     """
     act = get_activation(activation, "single_input_moments")
+    K = jnp.asarray(K, dtype=jnp.result_type(float))
     s, ds = act.sigma, act.dsigma
-    E = lambda f: gaussian_expectation(f, K, deg=deg)  # noqa: E731
-    K = jnp.asarray(K)
-    s2 = E(lambda z: s(z) ** 2)
-    d2 = E(lambda z: ds(z) ** 2)
-    # Stein: d<f>_K/dK = <f (z^2 - K)>/(2K^2); written on the standardized variable to stay exact as K -> 0
-    stein = lambda f: E(lambda z: f(z) * (z * z / K - 1.0)) / (2.0 * K)  # noqa: E731
+    d2 = chi_perp(act, K, C_W=1.0)
     return {
-        "s2": s2,
-        "s4": E(lambda z: s(z) ** 4),
+        "s2": sigma_sq(act, K),
+        "s4": dense_expectation(lambda z: s(z) ** 4, K),
         "d2": d2,
-        "d4": E(lambda z: ds(z) ** 4),
-        "s2d2": E(lambda z: (s(z) * ds(z)) ** 2),
-        "chi_par": C_W * stein(lambda z: s(z) ** 2),
+        "d4": dense_expectation(lambda z: ds(z) ** 4, K),
+        "s2d2": dense_expectation(lambda z: (s(z) * ds(z)) ** 2, K),
+        "chi_par": chi_parallel(act, K, C_W=C_W),
         "chi_perp": C_W * d2,
-        "h": 0.5 * C_W * stein(lambda z: ds(z) ** 2),
+        "h": h_coefficient(act, K, C_W=C_W),
     }
 
 
-def ntk_fluctuations(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambda_W=1.0,
-                     deg: int = DEG1) -> NTKStats:
+def ntk_fluctuations(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambda_W=1.0) -> NTKStats:
     r"""Leading-order single-input recursions for K, V, H, A, B, D, F (module docstring; PDLT §8.3).
+
+    K and V are those of :func:`pdlt.vertex_recursion` (equal widths); H, A, B, D, F follow from
+    them and the averages of :func:`single_input_moments` at each layer's K.
 
     Args:
       x: one input, shape ``(n0,)``.
@@ -143,35 +141,34 @@ def ntk_fluctuations(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, la
     lb, lw = _validate(fn, L, C_b, C_W, lambda_b, lambda_W)
     act = get_activation(activation, fn)
     K1, H1 = _first_layer(x, C_b, C_W, lb[0], lw[0])
-    dt = K1.dtype
-    return _fluct_scan(K1, H1, float(C_b), float(C_W), jnp.asarray(lb[1:], dt), jnp.asarray(lw[1:], dt),
-                       act.name, deg)
+    flow = vertex_recursion(K1, C_b=C_b, C_W=C_W, L=L, activation=act.name)
+    dt = flow.K.dtype
+    m = single_input_moments(act.name, flow.K[:-1], C_W)
+    H, A, B, D, F = _ntk_scan(H1.astype(dt), float(C_W), jnp.asarray(lb[1:], dt), jnp.asarray(lw[1:], dt),
+                              m, flow.V[:-1], flow.V[1:])
+    return NTKStats(flow.K, flow.V, H, A, B, D, F)
 
 
-@partial(jax.jit, static_argnames=("activation", "deg"))
-def _fluct_scan(K1, H1, C_b, C_W, lb, lw, activation, deg):
-    def step(c, lam):
-        K, V, H, A, B, D, F = c
-        b, w = lam
-        m = single_input_moments(activation, K, C_W, deg=deg)
+@jax.jit
+def _ntk_scan(H1, C_W, lb, lw, m, V, Vn):
+    """H, A, B, D, F for layers 1..L given the moments at K^(ell) and V^(ell), V^(ell+1), ell = 1..L-1."""
+    def step(c, inp):
+        H, A, B, D, F = c
+        b, w, m, V, Vn = inp
         cp, ct, h = m["chi_par"], m["chi_perp"], m["h"]
-        vs = m["s4"] - m["s2"] ** 2
         cov = m["s2d2"] - m["s2"] * m["d2"]
-        Vn = C_W**2 * vs + cp**2 * V
         cross = C_W**2 * H * cov + 2 * h * cp * H * V + cp * ct * D
         Dn = (w / C_W) * Vn + cross
         An = ((w / C_W) ** 2 * Vn + 2 * (w / C_W) * cross + C_W**2 * (m["d4"] - m["d2"] ** 2) * H**2
               + 4 * h**2 * H**2 * V + 4 * h * ct * H * D + ct**2 * A)
-        new = (C_b + C_W * m["s2"], Vn, b + w * m["s2"] + ct * H, An,
-               C_W**2 * m["d4"] * H**2 + ct**2 * B, Dn, C_W**2 * m["s2d2"] * H + cp**2 * F)
+        new = (b + w * m["s2"] + ct * H, An, C_W**2 * m["d4"] * H**2 + ct**2 * B, Dn,
+               C_W**2 * m["s2d2"] * H + cp**2 * F)
         return new, new
 
-    z = jnp.zeros_like(K1)
-    first = (K1, z, H1, z, z, z, z)
-    if lb.shape[0] == 0:
-        return NTKStats(*(a[None] for a in first))
-    _, rest = jax.lax.scan(step, first, (lb, lw))
-    return NTKStats(*(jnp.concatenate([f[None], r]) for f, r in zip(first, rest)))
+    z = jnp.zeros_like(H1)
+    first = (H1, z, z, z, z)
+    _, rest = jax.lax.scan(step, first, (lb, lw, m, V, Vn))
+    return tuple(jnp.concatenate([f[None], r]) for f, r in zip(first, rest))
 
 
 def relu_ntk_fluctuations_exact(x, *, n: int, L: int, lambda_b=1.0, lambda_W=1.0) -> NTKStats:
@@ -227,8 +224,8 @@ def _si_constants(activation, K, lambda_b, lambda_W, fn):
         raise _checks.PDLTValueError(f"{fn}: `activation` must be scale-invariant, got {act.name!r} ({act.family})")
     _checks.positive(fn, K=K)
     _checks.nonnegative(fn, lambda_b=lambda_b, lambda_W=lambda_W)
-    A2 = (act.a_plus**2 + act.a_minus**2) / 2
-    A4 = (act.a_plus**4 + act.a_minus**4) / 2
+    A2 = act.slope_moment(2)
+    A4 = act.slope_moment(4)
     theta = lambda_b + lambda_W * A2 * K
     if theta <= 0:
         raise _checks.PDLTValueError(f"{fn}: `lambda_b` and `lambda_W` are both zero: the NTK vanishes")
@@ -286,7 +283,7 @@ def scale_invariant_mean_ntk(ell, *, C_W, g0=1.0, activation="relu", lambda_b=1.
         raise _checks.PDLTValueError(f"{fn}: `activation` must be scale-invariant, got {act.name!r} ({act.family})")
     _checks.positive(fn, C_W=C_W)
     _checks.nonnegative(fn, g0=g0, lambda_b=lambda_b, lambda_W=lambda_W)
-    chi = C_W * (act.a_plus**2 + act.a_minus**2) / 2
+    chi = C_W * act.slope_moment(2)
     l = jnp.asarray(ell, dtype=jnp.result_type(float))
     bias = l if chi == 1.0 else (chi**l - 1) / (chi - 1)
     return lambda_b * bias + lambda_W * g0 * l * chi ** (l - 1)
@@ -327,44 +324,37 @@ def relative_ntk_variance(stats: NTKStats, n) -> jax.Array:
 
 # --------------------------------------------------------------------------- learning-rate equivalence
 
-def taylor_coefficients(activation) -> tuple[float, float, float, float]:
-    r""":math:`(\sigma_0, \sigma_1, \sigma_2, \sigma_3)`: the activation and its first three derivatives at 0 (autodiff)."""
-    act = get_activation(activation, "taylor_coefficients")
-    f = act.sigma
-    d1 = jax.grad(f)
-    d2 = jax.grad(d1)
-    d3 = jax.grad(d2)
-    z = jnp.asarray(0.0, dtype=jnp.result_type(float))
-    return tuple(float(g(z)) for g in (f, d1, d2, d3))
-
-
 def perpendicular_exponent(activation) -> float:
     r"""Critical exponent :math:`p_\perp = b_1/a_1` of the K*=0 class (PDLT §5.3.3, numbering unverified),
-    :math:`a_1 = \sigma_3/\sigma_1 + \tfrac34(\sigma_2/\sigma_1)^2`, :math:`b_1 = \sigma_3/\sigma_1 + (\sigma_2/\sigma_1)^2`
-    (tanh and sin: 1). Raises PDLTValueError for activations outside the K*=0 class or with a_1 >= 0."""
-    act = get_activation(activation, "perpendicular_exponent")
+    with :math:`a_1, b_1` from :func:`pdlt.kstar_zero_coefficients` (tanh and sin: 1).
+    Raises PDLTValueError for activations outside the K*=0 class or with a_1 >= 0."""
+    c = _kstar0_coefficients(activation, "perpendicular_exponent")
+    return c.b1 / c.a1
+
+
+def _kstar0_coefficients(activation, fn="perpendicular_exponent"):
+    """:func:`pdlt.kstar_zero_coefficients` for an activation of the K*=0 family with a_1 < 0, else PDLTValueError."""
+    act = get_activation(activation, fn)
     if act.family != "K*=0":
-        raise _checks.PDLTValueError(f"perpendicular_exponent: `activation` {act.name!r} is not in the K*=0 class ({act.family})")
-    s0, s1, s2, s3 = taylor_coefficients(act.name)
-    a1 = s3 / s1 + 0.75 * (s2 / s1) ** 2
-    b1 = s3 / s1 + (s2 / s1) ** 2
-    if a1 >= 0:
-        raise _checks.PDLTValueError(f"perpendicular_exponent: {act.name!r} has a_1 = {a1:.3g} >= 0 (no K*=0 fixed point)")
-    return b1 / a1
+        raise _checks.PDLTValueError(f"{fn}: `activation` {act.name!r} is not in the K*=0 class ({act.family})")
+    c = kstar_zero_coefficients(act)
+    if c.a1 >= 0:
+        raise _checks.PDLTValueError(f"{fn}: {act.name!r} has a_1 = {c.a1:.3g} >= 0 (no K*=0 fixed point)")
+    return c
 
 
 def ntk_critical_init(activation) -> tuple[float, float]:
     r"""Critical :math:`(C_b, C_W)` for the two classes with a learning-rate-equivalence scaling (PDLT §5.2-§5.3):
     scale-invariant :math:`(0, 1/A_2)` (ReLU: (0, 2)); K*=0 :math:`(0, 1/\sigma_1^2)` (tanh, sin: (0, 1)).
+    The values are those of :func:`pdlt.critical_point`.
 
-    (A minimal private copy of what ``pdlt._criticality`` computes in general, so this module stands alone.)
     Raises: PDLTValueError for other classes.
     """
     act = get_activation(activation, "ntk_critical_init")
-    if act.scale_invariant:
-        return 0.0, 2.0 / (act.a_plus**2 + act.a_minus**2)
-    perpendicular_exponent(act.name)
-    return 0.0, 1.0 / taylor_coefficients(act.name)[1] ** 2
+    if not act.scale_invariant:
+        _kstar0_coefficients(act, "ntk_critical_init")
+    c = critical_point(act)
+    return c.C_b, c.C_W
 
 
 def equivalent_learning_rates(L: int, activation="relu", *, lambda_b_tilde=1.0, lambda_W_tilde=1.0):
@@ -399,8 +389,6 @@ def kstar0_asymptotic_ntk(activation, *, lambda_b_tilde=1.0, lambda_W_tilde=1.0)
     r""":math:`\Theta^\star = \tilde\lambda_b + \tilde\lambda_W\sigma_1^2/(-a_1)`, the deep limit of the NTK of a critical
     K*=0 network under :func:`equivalent_learning_rates` (tanh: :math:`\tilde\lambda_b + \tilde\lambda_W/2`)."""
     _checks.nonnegative("kstar0_asymptotic_ntk", lambda_b_tilde=lambda_b_tilde, lambda_W_tilde=lambda_W_tilde)
-    perpendicular_exponent(activation)  # validates the class
-    s0, s1, s2, s3 = taylor_coefficients(activation)
-    a1 = s3 / s1 + 0.75 * (s2 / s1) ** 2
-    return float(lambda_b_tilde + lambda_W_tilde * s1**2 / (-a1))
+    c = _kstar0_coefficients(activation, "kstar0_asymptotic_ntk")
+    return float(lambda_b_tilde + lambda_W_tilde * c.sigma1**2 / (-c.a1))
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _checks
 from ._activations import get_activation
-from ._criticality import dense_expectation
+from ._criticality import chi_parallel, dense_expectation, sigma_sq
 from ._gaussian import gaussian_moment_tensor, kernel_map, scale_invariant_expectation2
 
 __all__ = [
@@ -81,15 +81,14 @@ def _ratios(fn, widths, L):
 
 
 def _single_step_terms(act, K, C_W):
-    """(g, Var sigma^2, chi_par, g'') at variance K."""
+    """(g, Var sigma^2, chi_par, g'') at variance K (g and chi_par from :mod:`pdlt._criticality`)."""
+    g, chi = sigma_sq(act, K), chi_parallel(act, K, C_W=C_W)
     if act.scale_invariant:
-        A2 = 0.5 * (act.a_plus**2 + act.a_minus**2)
-        A4 = 0.5 * (act.a_plus**4 + act.a_minus**4)
-        return A2 * K, (3 * A4 - A2**2) * K**2, C_W * A2, 0.0 * K
+        A2 = act.slope_moment(2)
+        A4 = act.slope_moment(4)
+        return g, (3 * A4 - A2**2) * K**2, chi, 0.0 * K
     s2 = lambda z: act.sigma(z) ** 2  # noqa: E731
-    g = dense_expectation(s2, K)
     g4 = dense_expectation(lambda z: act.sigma(z) ** 4, K)
-    chi = C_W * dense_expectation(lambda z: s2(z) * (z * z - K), K) / (2 * K * K)
     g2 = dense_expectation(lambda z: s2(z) * (z**4 - 6 * K * z * z + 3 * K * K), K) / (4 * K**4)
     return g, g4 - g * g, chi, g2
 
@@ -118,7 +117,7 @@ def vertex_recursion(K1, *, C_b: float, C_W: float, L: int, activation="relu", w
     return _vertex_scan(jnp.asarray(K1, jnp.result_type(float)), float(C_b), float(C_W), L, act.name, r)
 
 
-@partial(jax.jit, static_argnames=("C_b", "C_W", "L", "name"))
+@partial(jax.jit, static_argnames=("L", "name"))  # C_b, C_W traced: one compile per (L, activation)
 def _vertex_scan(K1, C_b, C_W, L, name, r):
     act = get_activation(name)
 
@@ -148,8 +147,8 @@ def _moment_tensors(act, K):
 
     if act.scale_invariant and N <= 2:
         if N == 1:
-            A2 = 0.5 * (act.a_plus**2 + act.a_minus**2)
-            A4 = 0.5 * (act.a_plus**4 + act.a_minus**4)
+            A2 = act.slope_moment(2)
+            A4 = act.slope_moment(4)
             return (A2 * K).reshape(1, 1), (3 * A4 * K[0, 0] ** 2).reshape(1, 1, 1, 1)
 
         def f2(z):
@@ -255,8 +254,8 @@ def scale_invariant_nu(activation) -> float:
     act = get_activation(activation, "scale_invariant_nu")
     if not act.scale_invariant:
         raise _checks.PDLTValueError(f"scale_invariant_nu: `activation` {act.name!r} is not scale-invariant")
-    A2 = 0.5 * (act.a_plus**2 + act.a_minus**2)
-    A4 = 0.5 * (act.a_plus**4 + act.a_minus**4)
+    A2 = act.slope_moment(2)
+    A4 = act.slope_moment(4)
     return 3 * A4 / A2**2 - 1
 
 
@@ -283,7 +282,7 @@ def exact_metric_moments(K1, *, C_W: float, widths, activation="relu", order: in
     w = _checks.widths(fn, "widths", widths)
     _checks.positive(fn, K1=K1, C_W=C_W)
     _checks.positive_int(fn, order=order)
-    mu = [1.0] + [math.prod(range(2 * k - 1, 0, -2)) * 0.5 * (act.a_plus ** (2 * k) + act.a_minus ** (2 * k))
+    mu = [1.0] + [math.prod(range(2 * k - 1, 0, -2)) * act.slope_moment(2 * k)
                   for k in range(1, order + 1)]
     out = np.empty((len(w), order))
     cur = np.array([float(K1) ** m for m in range(1, order + 1)])

@@ -1,7 +1,8 @@
 """The sharded ensemble path (pdlt._sharding) reproduces the single-device per-network samples.
 
 The multi-device checks run in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
-(the flag must be set before JAX initialises, so it cannot be set inside this pytest process).
+(the flag must be set before JAX initialises, so it cannot be set inside this pytest process). They are
+marked slow (about 30 s of compilation on 2 idle cores): run them with `make test-slow` or `-m slow`.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ SCRIPT = r"""
 import json, jax, numpy as np
 jax.config.update("jax_enable_x64", True)
 import pdlt
-from pdlt._fast import fast_ensemble_metrics, ensemble_moments
+from pdlt._fast import fast_ensemble_metrics, fast_ensemble_moments
 from pdlt._sharding import ensemble_mesh
 assert jax.device_count() == 4, jax.devices()
 key = jax.random.key(7)
@@ -37,7 +38,7 @@ for method in ("conditional", "explicit"):
         out[f"{method}_{nd}"] = [float(np.abs(G - G0).max()), float(np.abs(z - z0).max()), list(G.shape)]
 ref = None
 for nd in (1, 4):
-    m = ensemble_moments(key, x, **kw, chunk=8, vertex=True, mesh=ensemble_mesh(jax.devices()[:nd]), progress=False)
+    m = fast_ensemble_moments(key, x, **kw, chunk=8, vertex=True, mesh=ensemble_mesh(jax.devices()[:nd]), progress=False)
     m = {k: np.asarray(v) for k, v in m.items() if k != "n"}
     if ref is None:
         ref = m
@@ -60,6 +61,7 @@ def four_devices():
     return json.loads(p.stdout.split("@@", 1)[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["conditional", "explicit"])
 @pytest.mark.parametrize("nd", [1, 4])
 def test_sharded_samples_equal_single_device(four_devices, method, nd):
@@ -68,6 +70,7 @@ def test_sharded_samples_equal_single_device(four_devices, method, nd):
     assert dG <= 1e-12 and dz <= 1e-12
 
 
+@pytest.mark.slow
 def test_sharded_moments_agree_to_rounding(four_devices):
     assert four_devices["moments_rel"] < 1e-12
     dm, dv, dse = four_devices["moments_vs_single"]

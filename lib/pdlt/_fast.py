@@ -23,10 +23,10 @@ rank-deficient matrix and cost more). Further options:
   ``jax.random.normal`` on CPU). Same distribution, different numbers (a statistical, not bitwise,
   match); needs ``jax_enable_x64``;
 * ``dtype=float32`` runs the matmuls in float32 (statistics are still accumulated in float64 by
-  :func:`ensemble_moments`);
+  :func:`fast_ensemble_moments`);
 * ``outputs=False`` skips the last layer's sample when only the metrics are needed.
 
-:func:`ensemble_moments` streams the ensemble (memory flat in ``n_nets``), returning the mean and
+:func:`fast_ensemble_moments` streams the ensemble (memory flat in ``n_nets``), returning the mean and
 variance of every entry of :math:`\hat G^{(\ell)}` with standard errors, and optionally the covariance
 of the entries (the four-point vertex at every layer). Both functions shard the ensemble axis over
 all devices (:mod:`pdlt._sharding`).
@@ -43,7 +43,7 @@ from ._ensembles import METHODS, _validate
 from ._mlp import network_key
 from ._sharding import ensemble_map, ensemble_reduce, moments_from_sums
 
-__all__ = ["RNGS", "splitmix_normal", "fast_network_metrics", "fast_ensemble_metrics", "ensemble_moments"]
+__all__ = ["RNGS", "splitmix_normal", "fast_network_metrics", "fast_ensemble_metrics", "fast_ensemble_moments"]
 
 RNGS = ("threefry", "splitmix")
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -192,7 +192,7 @@ def _upper_entries(G):
     return G[..., a, b].reshape(G.shape[0], -1)
 
 
-def ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int, method="conditional",
+def fast_ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int, method="conditional",
                      rng="threefry", dtype=None, vertex: bool = False, chunk: int = 4096, mesh=None,
                      progress: bool | None = None):
     r"""Streaming ensemble mean and variance of :math:`\hat G^{(\ell)}_{ab}` (memory flat in ``n_nets``).
@@ -208,7 +208,7 @@ def ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int
       ``vertex`` a ``cov`` of shape ``(L, P, P)``, ``P = N(N+1)/2``, ordered as ``numpy.triu_indices(N)``.
     Raises: PDLTValueError naming the bad argument, before any compute.
     """
-    fn = "ensemble_moments"
+    fn = "fast_ensemble_moments"
     x, widths, Cb, Cw, act = _prepare(fn, x, widths, C_b, C_W, activation, method, rng, dtype)
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
     if n_nets < 2:

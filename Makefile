@@ -69,3 +69,28 @@ lab: setup
 	PDLT_RESULTS_DIR=$(CURDIR)/runs/lab \
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) --ServerApp.default_url=/lab/tree/book \
 	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# ---- performance (issue 8): benchmarks, the neural-tangents peer environment, the persistent cache ----
+# JAX reads JAX_COMPILATION_CACHE_DIR itself but by default caches only programs that took > 1 s to
+# compile (almost none on CPU); cache every program so repeated builds and test runs skip compilation.
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
+PEER_VENV ?= .venv-peer
+BENCH_ARGS ?=
+
+.PHONY: bench bench-peer bench-stream
+
+bench: setup
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+$(PEER_VENV)/.installed: bench/requirements-peer.txt
+	@test -x $(PEER_VENV)/bin/python || python3 -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements-peer.txt
+	$(PEER_VENV)/bin/pip install -q --disable-pip-version-check --no-deps tf2jax==0.3.6 neural-tangents==0.6.5
+	@touch $@
+
+bench-peer: $(PEER_VENV)/.installed
+	PYTHONPATH= $(PEER_VENV)/bin/python bench/peer.py
+
+# 10^6 networks of width 256 and depth 16, streamed in chunks (peak memory reported; long on CPU)
+bench-stream: setup
+	$(PY) bench/run.py --skip w1 stat w2 w3 w4 scaling --stream 1000000 --out bench/results/stream-1e6.json

@@ -209,3 +209,12 @@ from ._stats import fit_linear as fit_linear
 from ._dntk import relu_ntk_relative_variance_leading as relu_ntk_relative_variance_leading
 from ._dntk import train_quadratic_model as train_quadratic_model
 from ._dntk import dntk_moment_mean as dntk_moment_mean
+# performance (issue 8): sharded ensembles, fast samplers, streaming moments, compilation cache
+from ._compile_cache import enable_compilation_cache as enable_compilation_cache  # noqa: E402
+from ._fast import fast_ensemble_metrics as fast_ensemble_metrics  # noqa: E402
+from ._fast import fast_ensemble_moments as fast_ensemble_moments  # noqa: E402
+from ._fast import fast_network_metrics as fast_network_metrics  # noqa: E402
+from ._sharding import ensemble_map as ensemble_map  # noqa: E402
+from ._sharding import ensemble_mesh as ensemble_mesh  # noqa: E402
+from ._sharding import ensemble_reduce as ensemble_reduce  # noqa: E402
+from ._sharding import moments_from_sums as moments_from_sums  # noqa: E402

@@ -1,0 +1,185 @@
+r"""The ensemble axis sharded across devices and hosts, in chunks (one code path for 1 CPU .. many GPUs).
+
+An ensemble of networks is embarrassingly parallel: network ``i`` depends only on its key
+``fold_in(key, i)`` (:func:`pdlt.network_key`). This module evaluates a per-network function
+``fn(key, index, *operands, **static)`` for ``index = 0..n_nets-1`` with the network axis laid out
+over a one-dimensional device mesh (``jax.sharding.Mesh`` with the axis ``"nets"``):
+
+* :func:`ensemble_mesh`: all devices of all processes (or the ones given) as a mesh;
+* :func:`ensemble_map`: every network's output, gathered on the host, in chunks;
+* :func:`ensemble_reduce`: streaming shifted power sums over the ensemble (memory flat in ``n_nets``):
+  per chunk only ``chunk`` networks live in memory, and each device reduces its own shard before
+  XLA's cross-device sum.
+
+Since network ``i`` draws the same random numbers wherever it runs, a sharded run reproduces the
+single-device per-network samples, and reductions agree with the single-device ones to float64
+rounding (the summation order differs).
+
+Multi-host: call ``jax.distributed.initialize()`` in every process first; ``jax.devices()`` then
+lists the devices of all processes and the same code runs unchanged (each process computes the
+shards it holds; :func:`ensemble_map` all-gathers the outputs to every process).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from . import _checks
+
+__all__ = ["AXIS", "ensemble_mesh", "ensemble_map", "ensemble_reduce", "moments_from_sums"]
+
+AXIS = "nets"
+
+
+def ensemble_mesh(devices=None) -> Mesh:
+    """A one-dimensional mesh (axis ``"nets"``) over ``devices`` (default: all devices of all processes)."""
+    devs = jax.devices() if devices is None else list(devices)
+    if not devs:
+        raise _checks.PDLTValueError("ensemble_mesh: `devices` is empty")
+    return Mesh(np.array(devs), (AXIS,))
+
+
+def _chunks(n_nets, chunk, ndev):
+    """(start, size, padded size) of each chunk; padded sizes are multiples of the device count."""
+    chunk = -(-chunk // ndev) * ndev
+    for start in range(0, n_nets, chunk):
+        m = min(chunk, n_nets - start)
+        yield start, m, -(-m // ndev) * ndev
+
+
+def _indices(start, m_pad, mesh):
+    """Global index array ``start .. start+m_pad-1`` sharded over the mesh (each process builds its own shards)."""
+    sharding = NamedSharding(mesh, P(AXIS))
+    host = np.arange(start, start + m_pad, dtype=np.int32)
+    return jax.make_array_from_callback((m_pad,), sharding, lambda s: host[s])
+
+
+def _vmapped(fn, key, idx, operands, static):
+    return jax.vmap(lambda i: fn(key, i, *operands, **dict(static)))(idx)
+
+
+@partial(jax.jit, static_argnames=("fn", "static"))
+def _one_network(key, index, operands, *, fn, static):
+    return fn(key, index, *operands, **dict(static))
+
+
+@partial(jax.jit, static_argnames=("fn", "static", "mesh"))
+def _map_chunk(key, idx, operands, *, fn, static, mesh):
+    out = _vmapped(fn, key, idx, operands, static)
+    spec = NamedSharding(mesh, P(AXIS))
+    return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, spec), out)
+
+
+@partial(jax.jit, static_argnames=("fn", "static", "mesh", "cross"))
+def _reduce_chunk(key, idx, n_nets, shift, operands, *, fn, static, mesh, cross):
+    out = _vmapped(fn, key, idx, operands, static)
+    w = (idx < n_nets).astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+
+    def sums(a, s):
+        d = (a - s[None]).astype(w.dtype) * w.reshape((-1,) + (1,) * (a.ndim - 1))
+        d2 = d * d
+        return {"S1": d.sum(0), "S2": d2.sum(0), "S3": (d2 * d).sum(0), "S4": (d2 * d2).sum(0)}
+
+    res = jax.tree.map(sums, out, shift)
+    if cross is not None:
+        v = cross(jax.tree.map(lambda a, s: (a - s[None]), out, shift)).astype(w.dtype) * w[:, None]
+        res = (res, v.T @ v)
+    return res, w.sum()
+
+
+def _process_gather(a):
+    if jax.process_count() == 1:
+        return np.asarray(a)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+
+def ensemble_map(fn, key, n_nets: int, operands=(), *, static=(), chunk: int = 4096, mesh=None,
+                 progress: bool | None = None, desc: str = "ensemble"):
+    """Evaluate ``fn(key, i, *operands, **static)`` for networks ``i = 0..n_nets-1``, sharded and chunked.
+
+    Args:
+      fn: a module-level function (it is a static argument of ``jax.jit``; a fresh lambda per call
+        would recompile) returning a pytree of arrays for one network.
+      key: the ensemble's ``jax.random.key``.
+      n_nets: ensemble size (>= 1). operands: tuple of arrays passed to every network (replicated).
+      static: tuple of ``(name, value)`` pairs of hashable keyword arguments.
+      chunk: networks per step (rounded up to a multiple of the device count).
+      mesh: a mesh from :func:`ensemble_mesh` (default: all devices).
+    Returns:
+      The pytree of ``fn`` with a leading axis ``n_nets``, as NumPy arrays on every process.
+    Raises:
+      PDLTValueError: ``n_nets`` or ``chunk`` not a positive integer.
+    """
+    from ._progress import progress_range
+
+    _checks.positive_int("ensemble_map", n_nets=n_nets, chunk=chunk)
+    mesh = ensemble_mesh() if mesh is None else mesh
+    ndev = mesh.devices.size
+    plan = list(_chunks(n_nets, chunk, ndev))
+    parts = []
+    for c in progress_range(0, len(plan), 1, desc=desc, enable=progress):
+        start, m, m_pad = plan[c]
+        out = _map_chunk(key, _indices(start, m_pad, mesh), tuple(operands), fn=fn, static=tuple(static), mesh=mesh)
+        parts.append(jax.tree.map(lambda a: _process_gather(a)[:m], out))
+    return jax.tree.map(lambda *a: np.concatenate(a), *parts)
+
+
+def ensemble_reduce(fn, key, n_nets: int, operands=(), *, static=(), chunk: int = 4096, mesh=None, cross=None,
+                    progress: bool | None = None, desc: str = "ensemble"):
+    r"""Streaming power sums of ``fn``'s outputs over networks ``0..n_nets-1`` (memory flat in ``n_nets``).
+
+    For every output leaf ``a_i`` the sums :math:`S_k = \sum_i (a_i - a_0)^k`, ``k = 1..4``, are
+    accumulated in float64 on the host, shifted by network 0's value (the shifted-data algorithm:
+    no cancellation when the spread is small against the mean). With ``cross`` (a function
+    mapping the batched, shifted output pytree to a ``(m, P)`` matrix, e.g. the flattened kernel
+    entries) the sum of outer products :math:`\sum_i d_i d_i^\top` is accumulated as well.
+
+    Args: as :func:`ensemble_map`, plus ``cross``.
+    Returns:
+      ``dict(n=n_nets, shift=..., sums=..., cross=...)``; turn it into moments with
+      :func:`moments_from_sums`.
+    """
+    from ._progress import progress_range
+
+    _checks.positive_int("ensemble_reduce", n_nets=n_nets, chunk=chunk)
+    mesh = ensemble_mesh() if mesh is None else mesh
+    ndev = mesh.devices.size
+    static = tuple(static)
+    shift = jax.tree.map(np.asarray, _one_network(key, 0, tuple(operands), fn=fn, static=static))
+    total, total_cross = None, None
+    plan = list(_chunks(n_nets, chunk, ndev))
+    for c in progress_range(0, len(plan), 1, desc=desc, enable=progress):
+        start, _, m_pad = plan[c]
+        res, _ = _reduce_chunk(key, _indices(start, m_pad, mesh), n_nets, shift, tuple(operands),
+                               fn=fn, static=static, mesh=mesh, cross=cross)
+        if cross is not None:
+            res, cr = res
+            cr = np.asarray(cr, dtype=np.float64)
+            total_cross = cr if total_cross is None else total_cross + cr
+        res = jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), res)
+        total = res if total is None else jax.tree.map(np.add, total, res)
+    return {"n": n_nets, "shift": shift, "sums": total, "cross": total_cross}
+
+
+def moments_from_sums(n, shift, sums):
+    r"""Mean, unbiased variance, and their standard errors from shifted power sums (one leaf).
+
+    With :math:`\mu_k = S_k/n` of the shifted data :math:`d`, the mean is ``shift + mu_1``; the central
+    moments are :math:`m_2 = \mu_2-\mu_1^2` and :math:`m_4 = \mu_4 - 4\mu_1\mu_3 + 6\mu_1^2\mu_2 - 3\mu_1^4`.
+    The SEs are :math:`\sqrt{m_2 n/(n-1)/n}` for the mean and :math:`\sqrt{(m_4-m_2^2)/n}` for the
+    variance (the delta-method rule of :func:`pdlt.variance_and_se`).
+
+    Returns: ``dict(mean, mean_se, var, var_se)`` of NumPy arrays.
+    """
+    mu1, mu2, mu3, mu4 = (np.asarray(sums[k], dtype=np.float64) / n for k in ("S1", "S2", "S3", "S4"))
+    m2 = np.maximum(mu2 - mu1**2, 0.0)
+    m4 = mu4 - 4 * mu1 * mu3 + 6 * mu1**2 * mu2 - 3 * mu1**4
+    var = m2 * n / (n - 1)
+    return {"mean": np.asarray(shift, np.float64) + mu1, "mean_se": np.sqrt(var / n),
+            "var": var, "var_se": np.sqrt(np.maximum(m4 - m2**2, 0.0) / n)}

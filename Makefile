@@ -41,8 +41,10 @@ book: html
 serve: html
 	$(PY) -m http.server -d _build/html 8000
 
+# Tests run on TEST_WORKERS processes (pytest-xdist): the book build on one, everything else beside it.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not gpu" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not gpu and not book" $(PYTEST_ARGS)

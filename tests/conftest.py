@@ -38,3 +38,11 @@ def built_book():
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
         pytest.fail(f"jupyter-book build failed (exit {proc.returncode}); full log in {log}\n{tail}")
     return build
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep every test that needs the built book on one xdist worker (``--dist loadgroup``), so the
+    book is built once while the other workers run the unit and statistical tests."""
+    for item in items:
+        if "built_book" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("book"))

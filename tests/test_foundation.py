@@ -222,3 +222,15 @@ def test_learning_rate_tensor_validation():
         pdlt.learning_rate_tensor(3, 1.0, (1.0, 2.0))
     with pytest.raises(ValueError, match="lambda_b"):
         pdlt.learning_rate_tensor(2, -0.1, 1.0)
+
+
+def test_public_names_are_exported_once():
+    """Two modules exporting one name would silently shadow each other in ``pdlt``."""
+    import re
+    from collections import Counter
+    from pathlib import Path
+
+    src = (Path(pdlt.__file__).parent / "__init__.py").read_text()
+    names = Counter(re.findall(r"^from \.\w+ import \w+ as (\w+)$", src, flags=re.M))
+    assert not [n for n, c in names.items() if c > 1]
+    assert len(names) > 100

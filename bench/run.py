@@ -127,11 +127,7 @@ def bench_w3(rows):
 
 def bench_w4(rows):
     w = C.W4
-    impl = getattr(pdlt, "empirical_ntk", None)
-    name = "pdlt.empirical_ntk (vmap over params)"
-    if impl is None:
-        from local_entk import empirical_ntk as impl
-        name = "bench/local_entk.py jacrev (vmap over params)"
+    impl, name = pdlt.empirical_ntk, "pdlt.empirical_ntk (vmap over params)"
     for dt in (F64, F32):
         x = C.inputs(w["n_inputs"], w["n0"], dt)
         widths = (w["width"],) * (w["depth"] - 1) + (w["n_out"],)

@@ -40,6 +40,7 @@ def built_book():
     return build
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the group markers
 def pytest_collection_modifyitems(config, items):
     """Keep every test that needs the built book on one xdist worker (``--dist loadgroup``), so the
     book is built once while the other workers run the unit and statistical tests."""

@@ -41,10 +41,11 @@ book: html
 serve: html
 	$(PY) -m http.server -d _build/html 8000
 
-# Tests run on TEST_WORKERS processes (pytest-xdist): the book build on one, everything else beside it.
+# Tests run on TEST_WORKERS processes (pytest-xdist, whole files per worker): tests/test_book.py builds
+# the book on one worker while the others run the unit and statistical tests.
 TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -m "not slow and not gpu" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not gpu" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not gpu and not book" $(PYTEST_ARGS)

@@ -40,10 +40,10 @@ def built_book():
     return build
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the group markers
 def pytest_collection_modifyitems(config, items):
-    """Keep every test that needs the built book on one xdist worker (``--dist loadgroup``), so the
-    book is built once while the other workers run the unit and statistical tests."""
-    for item in items:
-        if "built_book" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("book"))
+    """Only tests/test_book.py may use the built book: ``make test`` distributes test files over
+    xdist workers (``--dist loadfile``), so one file means one build (two would share _build)."""
+    stray = [i.nodeid for i in items if "built_book" in getattr(i, "fixturenames", ())
+             and i.path.name != "test_book.py"]
+    if stray:
+        raise pytest.UsageError("tests using `built_book` must live in tests/test_book.py: " + ", ".join(stray))

@@ -1,6 +1,6 @@
 """The reader's path: make lab, launch notebooks, rerun box, headline figures, gallery, status, citations.
 
-Tests marked ``book`` use the built book (the ``built_book`` fixture builds it once per session).
+The tests that need the built book are in test_book.py (one file, so that one xdist worker builds it).
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import types
 import urllib.request
@@ -273,129 +272,6 @@ def test_make_lab_opens_chapters_as_notebooks_and_saves_the_md(tmp_path):
         log.close()
         shutil.rmtree(scratch, ignore_errors=True)
     assert not list((ROOT / "book").glob("*.ipynb")), "a .ipynb appeared beside the chapters"
-
-
-# ----------------------------------------------------------------------------------- the built book
-def _html(build: Path, page: str) -> str:
-    return (build / "html" / f"{page}.html").read_text()
-
-
-@book
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_chapter_page_offers_executed_notebook_and_launch_buttons(built_book, path):
-    page = f"book/{path.stem}"
-    html = _html(built_book, page)
-    # download: the executed notebook (with outputs)
-    assert f"_sources/{page}.ipynb" in html
-    executed = nbformat.read(built_book / "html" / "_sources" / f"{page}.ipynb", as_version=4)
-    assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
-    # launch: Colab and Binder open the generated notebook, which exists in the site
-    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
-    branch, folder = cfg["sphinx"]["config"]["pdlt_launch_branch"], cfg["sphinx"]["config"]["pdlt_launch_path"]
-    org_repo = notebooks.repository_url(ROOT).split("github.com/")[1]
-    assert f"colab.research.google.com/github/{org_repo}/blob/{branch}/{folder}/{page}.ipynb" in html
-    assert f"mybinder.org/v2/gh/{org_repo}/{branch}?urlpath=lab/tree/{folder}/{page}.ipynb" in html
-    nb = nbformat.read(built_book / "html" / folder / f"{page}.ipynb", as_version=4)
-    assert notebooks.INSTALL_TAG in nb.cells[0].metadata["tags"]
-    # the rerun box and the citation of the book
-    assert 'id="rerun-with-other-parameters"' in html and "python -m pdlt.run" in html
-    assert "bibliography.html#" in html
-
-
-@book
-def test_front_page_gallery_and_reading_order(built_book):
-    html = _html(built_book, "book/intro")
-    results = sphinxext.load_results(built_book / "results")
-    for path in CHAPTERS:
-        cid = chapter_id(path)
-        assert cid in results, f"{cid} wrote no results"
-        card = re.search(rf'<a class="pdlt-card[^"]*" href="{path.stem}.html">(.*?)</a>', html, re.S)
-        assert card, f"no gallery card for {cid}"
-        img = re.search(r'<img src="([^"]+)"', card.group(1))
-        assert img, f"{cid} has no headline figure"
-        shot = (built_book / "html" / "book" / img.group(1)).resolve()
-        assert shot.read_bytes() == (built_book / "results" / f"{cid}.png").read_bytes()
-        assert html.count(f'href="{path.stem}.html"') >= 2  # card and reading order
-    # reading order follows _toc.yml
-    order = [m for m in re.findall(r'class="reference internal" href="([\w-]+)\.html"', html)]
-    toc = [p.stem for p in CHAPTERS]
-    assert [o for o in order if o in toc][-len(toc):] == toc
-
-
-@book
-def test_status_page_reports_each_chapter(built_book):
-    html = _html(built_book, "book/status")
-    results = sphinxext.load_results(built_book / "results")
-    for path in CHAPTERS:
-        res = results[chapter_id(path)]
-        assert res["provenance"]["lib_hash"] in html
-        assert f'href="{path.stem}.html">{chapter_id(path)}<' in html
-        n = len(res["ledger"])
-        ctrl = sum(e["expect"] == "fail" for e in res["ledger"])
-        assert f"{n - ctrl} / {n - ctrl} checks passed" in html and f"{ctrl} / {ctrl} controls rejected" in html
-    assert pdlt._provenance.lib_hash() in html
-
-
-@book
-def test_bibliography_lists_the_book(built_book):
-    html = _html(built_book, "book/bibliography")
-    assert "The Principles of Deep Learning Theory" in html and "2106.10165" in html
-
-
-def _chromium_run(args, timeout=120):
-    from test_book import _chromium
-
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("no Chromium: install Debian's `chromium` package to run the screenshot tests")
-    with tempfile.TemporaryDirectory() as prof:
-        return subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                               f"--user-data-dir={prof}", "--virtual-time-budget=15000", *args],
-                              capture_output=True, text=True, timeout=timeout)
-
-
-def _not_blank(png: Path) -> float:
-    """Fraction of pixels that are not (near) white."""
-    from PIL import Image
-
-    im = Image.open(png).convert("L")
-    hist = im.histogram()
-    return 1 - sum(hist[245:]) / sum(hist)
-
-
-@book
-def test_screenshots_of_front_page_and_rerun_box(built_book, tmp_path):
-    """Headless Chromium, offline: the gallery's figures load and the rerun box renders as a box."""
-    keep = built_book / "screenshots"
-    keep.mkdir(exist_ok=True)
-    intro = built_book / "html" / "book" / "intro.html"
-    dom = _chromium_run(["--dump-dom", f"file://{intro}"]).stdout
-    assert len(re.findall(r'class="pdlt-card( pdlt-card-bad)?"', dom)) == len(CHAPTERS) and "mjx-container" in dom
-    shot = tmp_path / "intro.png"
-    _chromium_run([f"--screenshot={shot}", "--window-size=1280,1600", f"file://{intro}"])
-    assert shot.exists() and _not_blank(shot) > 0.05, "front page screenshot is blank"
-    shutil.copy(shot, keep / "intro.png")
-
-    # the box sits below the long ledger table: a copy of the page moves it to the top of the article
-    page = built_book / "html" / "book" / f"{CHAPTERS[0].stem}.html"
-    probe = page.with_name(f".shot-{page.name}")
-    js = ('<script>window.addEventListener("load",()=>{const b=document.getElementById('
-          '"rerun-with-other-parameters");(document.querySelector("article")||document.body).prepend(b);'
-          'window.scrollTo(0,0);});</script></body>')
-    probe.write_text(page.read_text().replace("</body>", js))
-    try:
-        dom = _chromium_run(["--dump-dom", f"file://{probe}"]).stdout
-        box = re.search(r'<div class="admonition tip pdlt-rerun".*?</div>', dom, re.S)
-        assert box and "Rerun with other parameters" in box.group(0)
-        for name in parameters_of(CHAPTERS[0]):
-            assert f"<code>{name}</code>" in box.group(0)
-        shot = tmp_path / "rerun.png"
-        _chromium_run([f"--screenshot={shot}", "--window-size=1280,900", f"file://{probe}"])
-    finally:
-        probe.unlink()
-    assert shot.exists() and _not_blank(shot) > 0.05, "rerun box screenshot is blank"
-    shutil.copy(shot, keep / f"{chapter_id(CHAPTERS[0])}-rerun.png")
 
 
 def test_status_shows_full_scale_results_beside_ci(tmp_path, monkeypatch):

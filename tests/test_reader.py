@@ -307,3 +307,15 @@ def test_status_shows_full_scale_results_beside_ci(tmp_path, monkeypatch):
     assert "gpu / NVIDIA H100" in ch01[1] and "0123456789ab (≠ current)" in ch01[1] and ch01[1].endswith("b")
     assert "1 / 2 checks passed" in ch01[1] and "runner 950.0 s" in ch01[1]
     assert "Full-scale runs (provenance)" in text and '"samples": 20000000' in text and "cuda:0" in text
+
+
+def test_chapter_rerun_box_reports_the_measured_wall_time(monkeypatch):
+    """The time a chapter takes is measured and shown by the box, never typed into the prose."""
+    monkeypatch.chdir(ROOT / "book")
+    ch = pdlt.book.Chapter("ch01", seed=0, samples=10)
+    ch._t0 -= 12.4  # as if the chapter had run for 12.4 s
+    note = ch.rerun_box().note
+    assert note.startswith("This execution took 12 s of wall time")
+    assert f"on {pdlt._provenance.provenance()['backend']} (" in note
+    for path in CHAPTERS:
+        assert "CPU time at the default" not in path.read_text(), f"{path.name}: a typed timing in the prose"

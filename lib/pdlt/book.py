@@ -129,8 +129,19 @@ class Chapter:
             cap.unlink()
 
     def rerun_box(self):
-        """The "Rerun with other parameters" box of this chapter (see :func:`rerun_box`)."""
-        return rerun_box(self.chapter, values=self.params)
+        """The "Rerun with other parameters" box of this chapter (see :func:`rerun_box`).
+
+        Its note also says how long this execution took so far and where it ran (measured, never
+        typed into the prose), so a reader knows what a rerun at these parameters costs.
+        """
+        box = rerun_box(self.chapter, values=self.params)
+        prov = provenance()
+        dev = prov.get("device_kind") or prov.get("backend", "")
+        box.note = (f"This execution took {time.perf_counter() - self._t0:.0f} s of wall time up to this box "
+                    f"on {prov.get('backend', '?')} ({dev}), in "
+                    f"{'float64' if prov.get('x64') else 'float32'}; the status page lists every chapter's time. "
+                    + box.note).strip()
+        return box
 
 
 def headline_path(chapter: str) -> Path | None:

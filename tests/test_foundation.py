@@ -234,3 +234,15 @@ def test_public_names_are_exported_once():
     names = Counter(re.findall(r"^from \.\w+ import \w+ as (\w+)$", src, flags=re.M))
     assert not [n for n, c in names.items() if c > 1]
     assert len(names) > 100
+
+
+def test_even_chunk_uses_one_shape_and_wastes_less_than_a_network_per_chunk():
+    from pdlt._progress import even_chunk
+
+    for n_nets in range(1, 300):
+        for chunk in (1, 7, 64, 100, 500):
+            size = even_chunk(n_nets, chunk)
+            n_chunks = -(-n_nets // size)
+            assert size <= chunk and n_chunks == -(-n_nets // chunk)   # as few chunks as `chunk` allows
+            assert 0 <= n_chunks * size - n_nets < n_chunks               # padding below one per chunk
+    assert even_chunk(600, 500) == 300

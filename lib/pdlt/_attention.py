@@ -125,7 +125,7 @@ def attention_gram_chain(key, G0, *, n: int, n_k: int, L: int, lam, gamma, shape
     Returns: array ``(n_nets, L + 1, m, m)``.
     Raises: PDLTValueError on bad arguments, before any compute.
     """
-    from ._progress import progress_range
+    from ._progress import even_chunk, progress_range
 
     fn = "attention_gram_chain"
     _checks.positive_int(fn, n=n, n_k=n_k, L=L, n_nets=n_nets, chunk=chunk)
@@ -139,10 +139,11 @@ def attention_gram_chain(key, G0, *, n: int, n_k: int, L: int, lam, gamma, shape
         raise _checks.PDLTValueError(f"{fn}: the width `n`={n} must be at least the number of tokens m={G0.shape[0]}")
     C0 = jnp.asarray(np.linalg.cholesky(G0 * n))
     out = []
+    chunk = even_chunk(n_nets, chunk)
     for start in progress_range(0, n_nets, chunk, desc="attention stacks", enable=progress):
-        idx = jnp.arange(start, min(start + chunk, n_nets))
+        idx = jnp.arange(start, start + chunk)  # one chunk shape (one compilation); extra nets cut below
         out.append(_chain_batch(key, idx, C0, n, n_k, L, float(lam), float(gamma), shaped, float(tau0)))
-    return jnp.concatenate(out)
+    return jnp.concatenate(out)[:n_nets]
 
 
 @partial(jax.jit, static_argnames=("n", "n_k", "L", "shaped"))

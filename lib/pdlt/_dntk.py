@@ -86,15 +86,15 @@ def ntk_relative_variance(key, x, *, n: int, L: int, C_b, C_W, activation="relu"
     """
     from ._checks import positive_int
     from ._stats import variance_and_se
+    from ._progress import even_chunk
     from ._training import init_ensemble, stacked_ntk
 
     positive_int("ntk_relative_variance", n=n, L=L, n_nets=n_nets, chunk=chunk)
-    Hs = []
-    for start in range(0, n_nets, chunk):
-        P = init_ensemble(key, x.shape[1], [n] * (L - 1) + [1], C_b=C_b, C_W=C_W, n_nets=min(chunk, n_nets - start),
-                          start=start)
+    Hs, size = [], even_chunk(n_nets, chunk)
+    for start in range(0, n_nets, size):  # every chunk has one shape (one compilation); the last is cut back
+        P = init_ensemble(key, x.shape[1], [n] * (L - 1) + [1], C_b=C_b, C_W=C_W, n_nets=size, start=start)
         Hs.append(stacked_ntk(P, x, activation, lambda_b=lambda_b, lambda_W=lambda_W)[:, 0, 0, 0, 0])
-    H = jnp.concatenate(Hs)
+    H = jnp.concatenate(Hs)[:n_nets]
     v, se = variance_and_se(H / jnp.mean(H))
     return float(v), float(se)
 
@@ -118,19 +118,20 @@ def dntk_moment_mean(key, x, *, n: int, L: int, C_b, C_W, activation="relu", n_n
                      lambda_b=1.0, lambda_W=1.0, start: int = 0):
     r""":math:`\mathbb E[\widehat{dH}\,z]` on one input for networks of depth L, widths n, one output (mean, se).
 
-    Networks ``start .. start+n_nets-1`` of ``key`` (``fold_in``), built ``chunk`` at a time (memory).
+    Networks ``start .. start+n_nets-1`` of ``key`` (``fold_in``), built ``chunk`` at a time (memory); network
+    ``i`` depends only on ``i``, so the chunk size does not change the numbers.
     """
     from ._checks import positive_int
     from ._stats import mean_and_se
+    from ._progress import even_chunk
     from ._training import init_ensemble
 
     positive_int("dntk_moment_mean", n=n, L=L, n_nets=n_nets, chunk=chunk)
-    vals = []
-    for s0 in range(start, start + n_nets, chunk):
-        P = init_ensemble(key, x.shape[1], [n] * (L - 1) + [1], C_b=C_b, C_W=C_W,
-                          n_nets=min(chunk, start + n_nets - s0), start=s0)
+    vals, size = [], even_chunk(n_nets, chunk)
+    for s0 in range(start, start + n_nets, size):  # one chunk shape (one compilation); the last is cut back
+        P = init_ensemble(key, x.shape[1], [n] * (L - 1) + [1], C_b=C_b, C_W=C_W, n_nets=size, start=s0)
         vals.append(ensemble_dntk_moment(P, x, activation, lambda_b=lambda_b, lambda_W=lambda_W)[0])
-    m, se = mean_and_se(jnp.concatenate(vals))
+    m, se = mean_and_se(jnp.concatenate(vals)[:n_nets])
     return float(m), float(se)
 
 

@@ -161,11 +161,12 @@ def ensemble_metrics(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int
     Returns:
       ``(Ghat, z)`` with shapes ``(n_nets, L, N, N)`` and ``(n_nets, N, n_L)``.
     """
-    from ._progress import progress_range
+    from ._progress import even_chunk, progress_range
 
     fn = "ensemble_metrics"
     x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method)
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
+    chunk = even_chunk(n_nets, chunk)
     Gs, zs = [], []
     for start in progress_range(0, n_nets, chunk, desc=f"{act.name} ensemble ({method})", enable=progress):
         G, z = _padded_batch(key, start, chunk, n_nets, x, widths, Cb, Cw, act.name, method)
@@ -248,14 +249,14 @@ def ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int
     Returns: :class:`EnsembleMoments` (numpy float64 arrays).
     Warns: RuntimeWarning naming float64 if any metric overflows (see :func:`warn_nonfinite`).
     """
-    from ._progress import progress_range
+    from ._progress import even_chunk, progress_range
 
     fn = "ensemble_moments"
     x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method)
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk, order=order)
     if n_nets < 2:
         raise _checks.PDLTValueError(f"{fn}: `n_nets` must be >= 2 for a variance, got {n_nets}")
-    acc, shift = None, None
+    acc, shift, chunk = None, None, even_chunk(n_nets, chunk)
     for start in progress_range(0, n_nets, chunk, desc=f"{act.name} moments ({method})", enable=progress):
         G, _ = _padded_batch(key, start, chunk, n_nets, x, widths, Cb, Cw, act.name, method)
         warn_nonfinite(fn, G)
@@ -325,13 +326,13 @@ def readout_ensemble(key, x, *, width: int, C_b: float, C_W: float, activation="
 
     Returns: dict readout name -> array ``(n_nets, N)``.
     """
-    from ._progress import progress_range
+    from ._progress import even_chunk, progress_range
 
     fn = "readout_ensemble"
     x, widths, Cb, Cw, act = _validate(fn, x, (width,), C_b, C_W, activation, "explicit")
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
     outs = []
-    size = min(chunk, n_nets)
+    size = even_chunk(n_nets, chunk)
     for start in progress_range(0, n_nets, size, desc=f"{act.name} readouts", enable=progress):
         f = _readout_batch(key, jnp.arange(start, start + size), x, widths[0], Cb[0], Cw[0], act.name)
         outs.append(f[: min(start + size, n_nets) - start])

@@ -194,7 +194,7 @@ def length_distortion_ensemble(key, x, dx, *, widths, C_W=2.0, C_out=1.0, n_nets
       :math:`\ln v^2` at the first curve point, per layer.
     Raises: PDLTValueError on bad arguments.
     """
-    from ._progress import progress_range
+    from ._progress import even_chunk, progress_range
 
     fn = "length_distortion_ensemble"
     x, dx = jnp.asarray(x, float), jnp.asarray(dx, float)
@@ -203,10 +203,11 @@ def length_distortion_ensemble(key, x, dx, *, widths, C_W=2.0, C_out=1.0, n_nets
     widths = _layer_specs(fn, x.shape[1], widths, C_W, C_out)
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
     out = []
+    chunk = even_chunk(n_nets, chunk)
     for start in progress_range(0, n_nets, chunk, desc="length distortion", enable=progress):
-        idx = jnp.arange(start, min(start + chunk, n_nets))
+        idx = jnp.arange(start, start + chunk)  # one chunk shape (one compilation); extra nets cut below
         out.append(_length_batch(key, idx, x, dx, widths, float(C_W), float(C_out)))
-    return jnp.concatenate(out)
+    return jnp.concatenate(out)[:n_nets]
 
 
 def layer_moments(n0: int, widths, *, C_W=2.0, C_out=1.0):

@@ -28,7 +28,7 @@ from . import _checks
 from ._activations import get_activation
 from ._empirical_ntk import empirical_ntk, learning_rate_tensor
 from ._mlp import init_mlp, mlp_apply, network_key
-from ._progress import progress_range
+from ._progress import even_chunk, progress_range
 from ._stats import covariance_and_se, mean_and_se, variance_and_se
 
 __all__ = ["ensemble_ntk", "ntk_conditional_samples", "ntk_fluctuation_estimates", "relative_ntk_variance_estimate"]
@@ -118,7 +118,7 @@ def ntk_conditional_samples(key, x, *, n: int, L: int, C_b, C_W, activation="rel
 
 def _padded_chunks(n_nets, chunk, desc, progress):
     """Index batches of one fixed size (the last one padded with repeats) so that jit compiles once."""
-    size = min(chunk, n_nets)
+    size = even_chunk(n_nets, chunk)
     for start in progress_range(0, n_nets, size, desc=desc, enable=progress):
         stop = min(start + size, n_nets)
         idx = jnp.minimum(jnp.arange(start, start + size), n_nets - 1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["progress_range"]
+__all__ = ["progress_range", "even_chunk"]
 
 
 def progress_range(start: int, stop: int, step: int = 1, *, desc: str = "", enable: bool | None = None):
@@ -16,3 +16,14 @@ def progress_range(start: int, stop: int, step: int = 1, *, desc: str = "", enab
     from tqdm import tqdm
 
     return tqdm(r, desc=desc, leave=False, mininterval=1.0)
+
+
+def even_chunk(n_nets: int, chunk: int) -> int:
+    """The chunk size that splits ``n_nets`` networks into as few chunks of at most ``chunk`` as possible,
+    all of one size (one compilation), the last padded by fewer networks than there are chunks.
+
+    E.g. 600 networks with ``chunk=500`` run as two chunks of 300 (not 500 + 100, two compilations, nor
+    500 + 500, 400 networks wasted).
+    """
+    n_chunks = -(-n_nets // chunk)
+    return -(-n_nets // n_chunks)

@@ -385,7 +385,7 @@ def residual_ensemble(key, x, *, n: int, L: int, xi, gamma, C_b, C_W, activation
     Returns: ``(P, Q, z)`` with shapes ``(n_nets, L)``, ``(n_nets, L)``, ``(n_nets, n)``.
     Raises: PDLTValueError on bad arguments (before any compute).
     """
-    from ._progress import progress_range
+    from ._progress import even_chunk, progress_range
 
     fn = "residual_ensemble"
     _checks.positive_int(fn, n=n, L=L, n_nets=n_nets, chunk=chunk)
@@ -400,7 +400,7 @@ def residual_ensemble(key, x, *, n: int, L: int, xi, gamma, C_b, C_W, activation
     if x.ndim != 1:
         raise _checks.PDLTValueError(f"{fn}: `x` must be one input of shape (n0,), got {x.shape}")
     out = []
-    chunk = min(chunk, n_nets)
+    chunk = even_chunk(n_nets, chunk)
     for start in progress_range(0, n_nets, chunk, desc=f"residual {act.name} ({method})", enable=progress):
         idx = jnp.arange(start, start + chunk)      # fixed chunk shape (one compilation); extra nets dropped
         hp = [jnp.asarray(v, x.dtype) for v in (xi, gamma, C_b, C_W)]

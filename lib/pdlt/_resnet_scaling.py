@@ -193,7 +193,7 @@ def resnet_ensemble(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 
     Returns: array ``(n_nets, L + 1, N, N)``; ``[:, ell]`` is :math:`Q^{(\ell)}`.
     Raises: PDLTValueError on a bad argument (before any compute).
     """
-    from ._progress import progress_range
+    from ._progress import even_chunk, progress_range
 
     fn = "resnet_ensemble"
     act = _validate(fn, L, alpha, C_W, C_b, activation, skip)
@@ -202,10 +202,11 @@ def resnet_ensemble(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 
     K0 = input_kernel(x, C_b=C_b0, C_W=C_W0)
     g = branch_multiplier(L, alpha)
     out = []
+    chunk = even_chunk(n_nets, chunk)
     for start in progress_range(0, n_nets, chunk, desc=f"resnet n={n} L={L}", enable=progress):
-        idx = jnp.arange(start, min(start + chunk, n_nets))
+        idx = jnp.arange(start, start + chunk)  # one chunk shape (one compilation); extra nets cut below
         out.append(_conditional_batch(key, idx, K0, n, L, g, float(C_W), float(C_b), float(skip), act.name))
-    return jnp.concatenate(out)
+    return jnp.concatenate(out)[:n_nets]
 
 
 def resnet_explicit(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,

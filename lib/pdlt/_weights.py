@@ -201,7 +201,7 @@ def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0,
 
     Returns: array ``(n_nets, L, N, N)``; ``[:, ell-1]`` is :math:`\hat G^{(\ell)}` (``[:, 0]`` the input kernel).
     """
-    from ._progress import progress_range
+    from ._progress import even_chunk, progress_range
 
     fn = "weights_ensemble_metrics"
     widths = _checks.widths(fn, "widths", widths)
@@ -220,14 +220,15 @@ def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0,
         raise _checks.PDLTValueError(f"{fn}: method='conditional' needs orthogonal weights, C_b = 0 and equal "
                                      f"widths n >= n0; got {sampler.kind}, C_b={C_b}, widths={widths}, n0={x.shape[1]}")
     out = []
+    chunk = even_chunk(n_nets, chunk)
     for start in progress_range(0, n_nets, chunk, desc=f"{sampler.kind} weights", enable=progress):
-        idx = jnp.arange(start, min(start + chunk, n_nets))
+        idx = jnp.arange(start, start + chunk)  # one chunk shape (one compilation); extra nets cut below
         if method == "conditional":
             out.append(_stiefel_batch(key, idx, x, widths, float(C_W), act.name))
         else:
             out.append(_metrics_batch(key, idx, x, widths, sampler, float(C_b), float(C_W), act.name,
                                       input_sampler or sampler))
-    return jnp.concatenate(out)
+    return jnp.concatenate(out)[:n_nets]
 
 
 def weights_vertex_recursion(K1: float, *, L: int, C_W: float, C_b: float = 0.0, activation="tanh",

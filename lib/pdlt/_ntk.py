@@ -18,7 +18,6 @@ import jax.numpy as jnp
 from . import _checks
 from ._activations import get_activation
 from ._gaussian import DEG2, derivative_kernel_map, kernel_map
-from ._kernel import input_kernel
 
 __all__ = ["ntk_recursion"]
 
@@ -38,25 +37,45 @@ def ntk_recursion(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambd
     fn = "ntk_recursion"
     _checks.positive_int(fn, L=L)
     act = get_activation(activation, fn)
-    lb, lw = map(jnp.asarray, _checks.per_layer_rates(fn, lambda_b, lambda_W, L))
+    lb, lw = _checks.per_layer_rates(fn, lambda_b, lambda_W, L)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
-    K1 = input_kernel(x, C_b=C_b, C_W=C_W)
-    T1 = lb[0] + lw[0] * (x @ x.T) / x.shape[1]
-    return _ntk_recursion(K1, T1, float(C_b), float(C_W), lb.astype(x.dtype), lw.astype(x.dtype), L, act.name, deg)
+    if x.ndim != 2:
+        raise _checks.PDLTValueError(f"{fn}: `x` must have shape (N, n0), got {x.shape}")
+    _checks.nonnegative(fn, C_b=C_b)
+    _checks.positive(fn, C_W=C_W)
+    dt = x.dtype
+    return _ntk_recursion(x, jnp.asarray(C_b, dt), jnp.asarray(C_W, dt), jnp.asarray(lb, dt), jnp.asarray(lw, dt),
+                          L, act.name, deg)
 
 
 @partial(jax.jit, static_argnames=("L", "activation", "deg"))
-def _ntk_recursion(K1, T1, C_b, C_W, lb, lw, L, activation, deg):
-    def step(carry, lam):
-        K, T = carry
-        b, w = lam
+def _ntk_recursion(x, C_b, C_W, lb, lw, L, activation, deg):
+    # One compiled program from the inputs to the last layer: the first-layer kernels are built inside
+    # it (no eager dispatches). Shallow networks unroll the layer loop (XLA then writes every layer
+    # straight into the stacked output); deep ones use a scan (compile time independent of L).
+    xx = (x @ x.T) / x.shape[1]
+    K1 = C_b + C_W * xx                                    # input_kernel, PDLT eq. (4.8)
+    T1 = lb[0] + lw[0] * xx
+
+    def step(K, T, b, w):
         s = kernel_map(activation, K, deg=deg)
         ds = derivative_kernel_map(activation, K, deg=deg)
-        Kn = C_b + C_W * s
-        Tn = b + w * s + C_W * ds * T
-        return (Kn, Tn), (Kn, Tn)
+        return C_b + C_W * s, b + w * s + C_W * ds * T
 
-    if L == 1:
-        return K1[None], T1[None]
-    _, (Ks, Ts) = jax.lax.scan(step, (K1, T1), (lb[1:], lw[1:]))
+    if L <= _UNROLL_MAX_L:
+        Ks, Ts = [K1], [T1]
+        for ell in range(1, L):
+            K, T = step(Ks[-1], Ts[-1], lb[ell], lw[ell])
+            Ks.append(K)
+            Ts.append(T)
+        return jnp.stack(Ks), jnp.stack(Ts)
+
+    def scan_step(carry, lam):
+        K, T = step(*carry, *lam)
+        return (K, T), (K, T)
+
+    _, (Ks, Ts) = jax.lax.scan(scan_step, (K1, T1), (lb[1:], lw[1:]))
     return jnp.concatenate([K1[None], Ks]), jnp.concatenate([T1[None], Ts])
+
+
+_UNROLL_MAX_L = 12

@@ -319,3 +319,17 @@ def test_chapter_rerun_box_reports_the_measured_wall_time(monkeypatch):
     assert f"on {pdlt._provenance.provenance()['backend']} (" in note
     for path in CHAPTERS:
         assert "CPU time at the default" not in path.read_text(), f"{path.name}: a typed timing in the prose"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_chapter_has_a_valid_full_scale_file(path):
+    """book/params/<id>.full.yaml exists, names only the chapter's parameters, passes the runner's
+    validation, and changes the scale (the GPU workflow runs every chapter with --scale full)."""
+    from pdlt import _params
+
+    cid = chapter_id(path)
+    assert (ROOT / "book" / "params" / f"{cid}.full.yaml").exists(), f"{cid}: no full-scale parameter file"
+    specs = parameters_of(path)
+    values = resolve_values(path, specs, scale="full")
+    _params.validate(values, specs)
+    assert values != {k: s.default for k, s in specs.items()}

@@ -87,8 +87,10 @@ def test_sampler_same_seed_same_numbers_and_chunking():
     key = jax.random.key(1)
     a = pdlt.residual_ensemble(key, jnp.ones(3), n=8, L=4, **crit(0.5), **TANH, n_nets=50, chunk=16)
     b = pdlt.residual_ensemble(key, jnp.ones(3), n=8, L=4, **crit(0.5), **TANH, n_nets=50, chunk=50)
-    for u, v in zip(a, b):
-        np.testing.assert_array_equal(u, v)
+    c = pdlt.residual_ensemble(key, jnp.ones(3), n=8, L=4, **crit(0.5), **TANH, n_nets=50, chunk=16)
+    for u, v, w in zip(a, b, c):
+        np.testing.assert_array_equal(u, w)                          # same seed and chunking: same bits
+        np.testing.assert_allclose(u, v, rtol=1e-14, atol=1e-15)     # other chunking: same up to rounding
 
 
 def test_conditional_matches_explicit():

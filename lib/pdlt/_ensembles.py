@@ -29,6 +29,7 @@ from ._activations import get_activation
 from ._gaussian import psd_factor
 from ._kernel import input_kernel
 from ._mlp import init_mlp, mlp_preactivations, network_key
+from ._netmap import network_map
 
 __all__ = ["METHODS", "sample_network_metrics", "ensemble_metrics", "EnsembleMoments", "ensemble_moments",
            "warn_nonfinite", "READOUTS", "readout_ensemble"]
@@ -129,7 +130,7 @@ def _batch_conditional(key, indices, x, widths, C_b, C_W, act):
         G1 = C_b[0] + C_W[0] * (x @ x.T) / x.shape[1]
         return _conditional_one(network_key(key, i), G1, widths, C_b, C_W, sigma)
 
-    return jax.vmap(one)(indices)
+    return network_map(one, indices)
 
 
 def _padded_batch(key, start, chunk, n_nets, x, widths, Cb, Cw, act, method):
@@ -149,7 +150,7 @@ def _run_batch(key, idx, x, widths, Cb, Cw, act, method):
 
 @partial(jax.jit, static_argnames=("widths", "C_b", "C_W", "act", "method"))
 def _batch(key, indices, x, widths, C_b, C_W, act, method):
-    return jax.vmap(lambda i: _one(key, i, x, widths, C_b, C_W, act, method))(indices)
+    return network_map(lambda i: _one(key, i, x, widths, C_b, C_W, act, method), indices)
 
 
 def ensemble_metrics(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int, method="conditional",

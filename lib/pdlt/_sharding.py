@@ -29,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from . import _checks
+from ._netmap import network_map
 
 __all__ = ["AXIS", "ensemble_mesh", "ensemble_map", "ensemble_reduce", "moments_from_sums"]
 
@@ -58,8 +59,9 @@ def _indices(start, m_pad, mesh):
     return jax.make_array_from_callback((m_pad,), sharding, lambda s: host[s])
 
 
-def _vmapped(fn, key, idx, operands, static):
-    return jax.vmap(lambda i: fn(key, i, *operands, **dict(static)))(idx)
+def _vmapped(fn, key, idx, operands, static, micro):
+    # micro-batched on a one-device CPU mesh (pdlt._netmap); a plain vmap over a sharded index axis
+    return network_map(lambda i: fn(key, i, *operands, **dict(static)), idx, micro=micro)
 
 
 @partial(jax.jit, static_argnames=("fn", "static"))
@@ -69,14 +71,14 @@ def _one_network(key, index, operands, *, fn, static):
 
 @partial(jax.jit, static_argnames=("fn", "static", "mesh"))
 def _map_chunk(key, idx, operands, *, fn, static, mesh):
-    out = _vmapped(fn, key, idx, operands, static)
+    out = _vmapped(fn, key, idx, operands, static, mesh.devices.size == 1)
     spec = NamedSharding(mesh, P(AXIS))
     return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, spec), out)
 
 
 @partial(jax.jit, static_argnames=("fn", "static", "mesh", "cross"))
 def _reduce_chunk(key, idx, n_nets, shift, operands, *, fn, static, mesh, cross):
-    out = _vmapped(fn, key, idx, operands, static)
+    out = _vmapped(fn, key, idx, operands, static, mesh.devices.size == 1)
     w = (idx < n_nets).astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
 
     def sums(a, s):

@@ -113,6 +113,15 @@ def bench_w2(rows, peak32):
         t = C.timeit(ours_w12(w, name, dt, method, rng), min_runs=3, max_runs=3, budget_s=10)
         gf = flops_w(w, method) / t["median_s"] / 1e9
         row(rows, "w2", name, dt, t, gflops=gf, frac_matmul_f32=gf / peak32)
+    # the estimate itself, streamed: mean and variance (with standard errors) of every entry of every
+    # layer's metric, without returning the per-network metrics (0.5 GB per 64 networks in float32)
+    x = C.inputs(w["n_inputs"], w["n0"], F32)
+    f = lambda: fast_ensemble_moments(jax.random.key(0), x, **_kw(w), method="conditional", rng="splitmix",  # noqa: E731
+                                      dtype=F32, progress=False)
+    t = C.timeit(f, min_runs=3, max_runs=3, budget_s=10)
+    gf = flops_w(w, "conditional") / t["median_s"] / 1e9
+    row(rows, "w2", "fast_ensemble_moments (mean, variance and SEs, streamed), splitmix", F32, t, gflops=gf,
+        frac_matmul_f32=gf / peak32)
 
 
 def bench_w3(rows):

@@ -29,7 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from . import _checks
-from ._netmap import network_map
+from ._netmap import CPU_MICRO_BATCH, network_map
 
 __all__ = ["AXIS", "ensemble_mesh", "ensemble_map", "ensemble_reduce", "moments_from_sums"]
 
@@ -76,21 +76,44 @@ def _map_chunk(key, idx, operands, *, fn, static, mesh):
     return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, spec), out)
 
 
-@partial(jax.jit, static_argnames=("fn", "static", "mesh", "cross"))
-def _reduce_chunk(key, idx, n_nets, shift, operands, *, fn, static, mesh, cross):
-    out = _vmapped(fn, key, idx, operands, static, mesh.devices.size == 1)
-    w = (idx < n_nets).astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-
+def _power_sums(out, shift, w, cross):
+    """Weighted power sums S1..S4 of the shifted outputs of a batch (and the cross products)."""
     def sums(a, s):
-        d = (a - s[None]).astype(w.dtype) * w.reshape((-1,) + (1,) * (a.ndim - 1))
+        # the network axis is contracted with the weights as a matrix-vector product (XLA's CPU
+        # reduction over a leading axis is several times slower than a GEMV here)
+        d = (a - s[None]).astype(w.dtype).reshape(a.shape[0], -1)
         d2 = d * d
-        return {"S1": d.sum(0), "S2": d2.sum(0), "S3": (d2 * d).sum(0), "S4": (d2 * d2).sum(0)}
+        S = [w @ d, w @ d2, w @ (d2 * d), w @ (d2 * d2)]
+        return {f"S{k + 1}": v.reshape(a.shape[1:]) for k, v in enumerate(S)}
 
     res = jax.tree.map(sums, out, shift)
     if cross is not None:
         v = cross(jax.tree.map(lambda a, s: (a - s[None]), out, shift)).astype(w.dtype) * w[:, None]
         res = (res, v.T @ v)
-    return res, w.sum()
+    return res
+
+
+@partial(jax.jit, static_argnames=("fn", "static", "mesh", "cross"))
+def _reduce_chunk(key, idx, n_nets, shift, operands, *, fn, static, mesh, cross):
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    w = (idx < n_nets).astype(dtype)
+    B = CPU_MICRO_BATCH
+
+    def one(i):
+        return fn(key, i, *operands, **dict(static))
+
+    if mesh.devices.size > 1 or jax.default_backend() != "cpu" or idx.shape[0] <= B:
+        return _power_sums(jax.vmap(one)(idx), shift, w, cross), w.sum()
+    # CPU, one device: scan over micro-batches and accumulate their sums, so that only B networks'
+    # outputs (and their float64 powers) exist at a time; padding indices >= n_nets weigh zero.
+    rows = jnp.concatenate([idx, jnp.full((-idx.shape[0] % B,), n_nets, idx.dtype)]).reshape(-1, B)
+
+    def batch_sums(row):
+        return _power_sums(jax.vmap(one)(row), shift, (row < n_nets).astype(dtype), cross)
+
+    init = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(batch_sums, rows[0]))
+    total, _ = jax.lax.scan(lambda acc, row: (jax.tree.map(jnp.add, acc, batch_sums(row)), None), init, rows)
+    return total, w.sum()
 
 
 def _process_gather(a):
@@ -129,6 +152,8 @@ def ensemble_map(fn, key, n_nets: int, operands=(), *, static=(), chunk: int = 4
         start, m, m_pad = plan[c]
         out = _map_chunk(key, _indices(start, m_pad, mesh), tuple(operands), fn=fn, static=tuple(static), mesh=mesh)
         parts.append(jax.tree.map(lambda a: _process_gather(a)[:m], out))
+    if len(parts) == 1:  # one chunk: no copy (a concatenate would copy every per-network output once more)
+        return parts[0]
     return jax.tree.map(lambda *a: np.concatenate(a), *parts)
 
 

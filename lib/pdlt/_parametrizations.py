@@ -102,7 +102,7 @@ def init_params(key, p: Parametrization, dtype=None):
     dtype = dtype or jnp.result_type(float)
     shapes = [(p.n, p.n0), (p.hidden, p.n, p.n), (p.n_out, p.n)]
     keys = jax.random.split(key, 3)
-    return tuple(jax.random.normal(k, s, dtype) * np.sqrt(v) for k, s, v in zip(keys, shapes, p.var))
+    return tuple(jax.random.normal(k, s, dtype) * jnp.sqrt(jnp.asarray(v, dtype)) for k, s, v in zip(keys, shapes, p.var))
 
 
 def forward(params, x, p: Parametrization, activation="relu"):
@@ -119,6 +119,18 @@ def forward(params, x, p: Parametrization, activation="relu"):
 
     h, hs = jax.lax.scan(layer, h0, params[1])
     return jnp.concatenate([h0[None], hs]), sigma(h) @ params[2].T
+
+
+def _split(p: Parametrization, dtype):
+    """A parametrization as (static skeleton: name and shapes only, traced coefficients), so that one
+    compiled program serves SP, NTK, muP and Depth-muP at the same widths."""
+    skel = p._replace(name="", branch=0.0, var=(0.0,) * len(p.var), lr=(0.0,) * len(p.lr))
+    return skel, jnp.asarray((*p.var, *p.lr, p.branch), dtype)
+
+
+def _join(skel: Parametrization, coef) -> Parametrization:
+    k = len(skel.var)
+    return skel._replace(var=tuple(coef[:k]), lr=tuple(coef[k:2 * k]), branch=coef[2 * k])
 
 
 def _loss(params, x, y, p, activation):
@@ -152,11 +164,14 @@ def feature_change(key, p: Parametrization, x, y, *, eta: float, activation="rel
     get_activation(activation, fn)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     y = jnp.asarray(y, dtype=x.dtype)
-    return _feature_change(key, jnp.arange(n_seeds), p, x, y, float(eta), activation, steps)
+    skel, coef = _split(p, x.dtype)
+    return _feature_change(key, jnp.arange(n_seeds), skel, coef, x, y, float(eta), activation, steps)
 
 
-@partial(jax.jit, static_argnames=("p", "activation", "steps"))
-def _feature_change(key, seeds, p, x, y, eta, activation, steps):
+@partial(jax.jit, static_argnames=("skel", "activation", "steps"))
+def _feature_change(key, seeds, skel, coef, x, y, eta, activation, steps):
+    p = _join(skel, coef)
+
     def one(s):
         params = init_params(jax.random.fold_in(key, s), p, x.dtype)
         hs0, f0 = forward(params, x, p, activation)
@@ -186,11 +201,13 @@ def train_losses(key, p: Parametrization, x, y, *, etas, steps: int, activation=
     get_activation(activation, fn)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     y = jnp.asarray(y, dtype=x.dtype)
-    return _train(key, p, x, y, jnp.asarray(etas, x.dtype), steps, activation)
+    skel, coef = _split(p, x.dtype)
+    return _train(key, skel, coef, x, y, jnp.asarray(etas, x.dtype), steps, activation)
 
 
-@partial(jax.jit, static_argnames=("p", "steps", "activation"))
-def _train(key, p, x, y, etas, steps, activation):
+@partial(jax.jit, static_argnames=("skel", "steps", "activation"))
+def _train(key, skel, coef, x, y, etas, steps, activation):
+    p = _join(skel, coef)
     params0 = init_params(key, p, x.dtype)
 
     def run(eta):

@@ -13,9 +13,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["network_map", "CPU_MICRO_BATCH"]
+__all__ = ["network_map", "micro_batched", "CPU_MICRO_BATCH"]
 
 CPU_MICRO_BATCH = 8
+
+
+def micro_batched(n: int, micro: bool = True) -> bool:
+    """Whether ``n`` networks are mapped in micro-batches (CPU backend, more than one micro-batch)."""
+    return micro and jax.default_backend() == "cpu" and n > CPU_MICRO_BATCH
 
 
 def network_map(one, idx, *, micro: bool = True):
@@ -25,7 +30,7 @@ def network_map(one, idx, *, micro: bool = True):
       micro: False forces a plain vmap (e.g. when ``idx`` is sharded over several devices).
     """
     n = idx.shape[0]
-    if not (micro and jax.default_backend() == "cpu" and n > CPU_MICRO_BATCH):
+    if not micro_batched(n, micro):
         return jax.vmap(one)(idx)
     pad = -n % CPU_MICRO_BATCH      # pad to whole micro-batches (repeating the last index), so that the
     if pad:                         # body is compiled once, not once more for a remainder batch

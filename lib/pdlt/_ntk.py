@@ -21,6 +21,8 @@ from ._gaussian import DEG2, derivative_kernel_map, kernel_map
 
 __all__ = ["ntk_recursion"]
 
+_UNROLL_MAX_L = 12  # depths up to this unroll the layer loop in the compiled program
+
 
 def ntk_recursion(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambda_W=1.0, deg: int = DEG2):
     r"""Infinite-width kernel :math:`K^{(\ell)}` and frozen NTK :math:`\Theta^{(\ell)}` for N inputs.
@@ -77,5 +79,3 @@ def _ntk_recursion(x, C_b, C_W, lb, lw, L, activation, deg):
     _, (Ks, Ts) = jax.lax.scan(scan_step, (K1, T1), (lb[1:], lw[1:]))
     return jnp.concatenate([K1[None], Ks]), jnp.concatenate([T1[None], Ts])
 
-
-_UNROLL_MAX_L = 12

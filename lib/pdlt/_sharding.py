@@ -29,7 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from . import _checks
-from ._netmap import CPU_MICRO_BATCH, network_map
+from ._netmap import CPU_MICRO_BATCH, micro_batched, network_map
 
 __all__ = ["AXIS", "ensemble_mesh", "ensemble_map", "ensemble_reduce", "moments_from_sums"]
 
@@ -102,10 +102,11 @@ def _reduce_chunk(key, idx, n_nets, shift, operands, *, fn, static, mesh, cross)
     def one(i):
         return fn(key, i, *operands, **dict(static))
 
-    if mesh.devices.size > 1 or jax.default_backend() != "cpu" or idx.shape[0] <= B:
+    if not micro_batched(idx.shape[0], mesh.devices.size == 1):
         return _power_sums(jax.vmap(one)(idx), shift, w, cross), w.sum()
-    # CPU, one device: scan over micro-batches and accumulate their sums, so that only B networks'
-    # outputs (and their float64 powers) exist at a time; padding indices >= n_nets weigh zero.
+    # as pdlt._netmap.network_map, but the sums are accumulated per micro-batch in the scan, so that
+    # only B networks' outputs (and their float64 powers) exist at a time; padding indices >= n_nets
+    # weigh zero.
     rows = jnp.concatenate([idx, jnp.full((-idx.shape[0] % B,), n_nets, idx.dtype)]).reshape(-1, B)
 
     def batch_sums(row):

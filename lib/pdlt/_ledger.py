@@ -10,15 +10,32 @@ expected one; the tests fail on any entry that is not ``ok``.
 The rule for a statistical entry is ``|measured - theory| <= z*se + bias + rtol*|theory|``, where
 ``z`` (default 4.5, a two-sided false-alarm rate of 7e-6), the ``bias`` budget (a stated
 O(1/n) term) and ``rtol`` are chosen before the run. A deterministic entry has ``se = 0``.
+
+Kinds and power. Every entry has a ``kind``: ``"measured"`` (theory against an independent Monte
+Carlo or training run), ``"exact"`` (numerics against a closed form derived independently) or
+``"consistency"`` (one piece of our own algebra computed two ways). An entry also names its
+``null``: the value a wrong or trivial theory would give (0, the infinite-width value, the
+leading-order value, the other class constant), with ``null_label`` saying which. Its ``power`` is
+``|theory - null| / tolerance`` with ``tolerance = z*se + bias + rtol*|theory| + atol``; an entry
+expected to pass is *powered* when ``power > 1`` (the rule could have rejected the null). Where the
+predicted value is itself the trivial one (a quantity predicted to vanish), ``null`` is the size of
+the alternative effect the check rules out.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 
-__all__ = ["Z_DEFAULT", "LedgerEntry", "Ledger", "within"]
+__all__ = ["Z_DEFAULT", "KINDS", "LedgerEntry", "Ledger", "within", "tolerance"]
+
+KINDS = ("measured", "exact", "consistency")
 
 Z_DEFAULT = 4.5
+
+
+def tolerance(theory, se=0.0, *, z=Z_DEFAULT, bias=0.0, rtol=0.0, atol=0.0) -> float:
+    """The half-width of the ledger rule: ``z*se + bias + rtol*|theory| + atol``."""
+    return z * float(se) + float(bias) + float(rtol) * abs(float(theory)) + float(atol)
 
 
 def within(measured, theory, se=0.0, *, z=Z_DEFAULT, bias=0.0, rtol=0.0, atol=0.0) -> bool:
@@ -26,7 +43,7 @@ def within(measured, theory, se=0.0, *, z=Z_DEFAULT, bias=0.0, rtol=0.0, atol=0.
     m, t = float(measured), float(theory)
     if not (math.isfinite(m) and math.isfinite(t)):
         return False
-    return abs(m - t) <= z * float(se) + float(bias) + float(rtol) * abs(t) + float(atol)
+    return abs(m - t) <= tolerance(t, se, z=z, bias=bias, rtol=rtol, atol=atol)
 
 
 @dataclasses.dataclass
@@ -42,6 +59,25 @@ class LedgerEntry:
     passed: bool
     expect: str = "pass"
     note: str = ""
+    kind: str = "measured"
+    null: float | None = None
+    null_label: str = ""
+    tol: float = 0.0
+
+    @property
+    def power(self) -> float | None:
+        """``|theory - null| / tolerance`` (inf for an exact rule with a distinct null); None without a null."""
+        if self.null is None:
+            return None
+        gap = abs(self.theory - self.null)
+        if self.tol == 0.0:
+            return math.inf if gap > 0 else 0.0
+        return gap / self.tol
+
+    @property
+    def powered(self) -> bool:
+        p = self.power
+        return p is not None and p > 1.0
 
     @property
     def ok(self) -> bool:
@@ -66,6 +102,9 @@ class LedgerEntry:
         d = dataclasses.asdict(self)
         d["ok"] = self.ok
         d["deviation_sigma"] = self.deviation_sigma
+        p = self.power
+        d["power"] = None if p is None else (None if math.isinf(p) else p)
+        d["powered"] = self.powered
         return d
 
 
@@ -78,7 +117,8 @@ class Ledger:
 
     def check(self, id: str, *, equation: str, quantity: str, theory, measured, se=0.0,
               z: float = Z_DEFAULT, bias: float = 0.0, rtol: float = 0.0, atol: float = 0.0,
-              expect: str = "pass", note: str = "") -> LedgerEntry:
+              expect: str = "pass", note: str = "", kind: str | None = None, null=None,
+              null_label: str = "") -> LedgerEntry:
         """Record one claim; returns the entry (``entry.passed``, ``entry.ok``).
 
         Args:
@@ -88,9 +128,21 @@ class Ledger:
           theory, measured, se: numbers (``se = 0`` for deterministic checks).
           z, bias, rtol, atol: the tolerance rule, fixed before the run.
           expect: ``"pass"``, or ``"fail"`` for a negative control.
+          kind: ``"measured"``, ``"exact"`` or ``"consistency"``; default ``"measured"`` when
+            ``se > 0``, else ``"exact"``.
+          null, null_label: the value a wrong or trivial theory would give, and which one it is
+            (e.g. ``null=0.0, null_label="0"``, ``null=K_inf, null_label="infinite width"``).
         """
         if expect not in ("pass", "fail"):
             raise ValueError(f"Ledger.check: `expect` must be 'pass' or 'fail', got {expect!r}")
+        if kind is None:
+            kind = "measured" if float(se) else "exact"
+        if kind not in KINDS:
+            raise ValueError(f"Ledger.check: `kind` must be one of {KINDS}, got {kind!r}")
+        if null is not None:
+            null = float(null)
+            if not math.isfinite(null):
+                raise ValueError(f"Ledger.check: `null` must be finite, got {null!r}")
         if any(e.id == id for e in self.entries):
             raise ValueError(f"Ledger.check: duplicate entry id {id!r} in chapter {self.chapter}")
         theory, measured, se = float(theory), float(measured), float(se)
@@ -105,7 +157,9 @@ class Ledger:
             parts.append(f"atol {atol:.1e}")
         rule = "|Δ| ≤ " + " + ".join(parts) if parts else "exact"
         passed = within(measured, theory, se, z=z, bias=bias, rtol=rtol, atol=atol)
-        e = LedgerEntry(id, self.chapter, equation, quantity, theory, measured, se, rule, passed, expect, note)
+        tol = tolerance(theory, se, z=z, bias=bias, rtol=rtol, atol=atol)
+        e = LedgerEntry(id, self.chapter, equation, quantity, theory, measured, se, rule, passed, expect, note,
+                        kind, null, null_label, tol)
         self.entries.append(e)
         return e
 

@@ -257,7 +257,7 @@ def ledger_frame(entries):
     rows = []
     for e in entries:
         dev = e.get("deviation_sigma")
-        verdict = LedgerEntry(**{k: e[k] for k in LedgerEntry.__dataclass_fields__}).verdict()
+        verdict = LedgerEntry(**{k: e[k] for k in LedgerEntry.__dataclass_fields__ if k in e}).verdict()
         rows.append({
             "chapter": e["chapter"], "id": e["id"], "equation": e["equation"], "quantity": e["quantity"],
             "theory": f"{e['theory']:.6g}",

@@ -35,6 +35,22 @@ def test_chapter_ledger(built_book, cid):
     assert (built_book / "html" / "book").glob(f"{cid}_*.html")
 
 
+@pytest.mark.parametrize("cid", CHAPTERS)
+def test_chapter_matches_golden_ledger(built_book, cid):
+    """Every number of the chapter's ledger as pinned in tests/golden/ledger/<cid>.json."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "golden"))
+    import ledger as golden_ledger
+
+    want = golden_ledger.golden(cid)
+    assert want is not None, f"no golden ledger for {cid}"
+    res = json.loads((built_book / "results" / f"{cid}.json").read_text())
+    diff = golden_ledger.compare(want, golden_ledger.pin(res))
+    assert not diff, f"{cid} differs from its golden ledger (regenerate deliberately with " \
+                     f"`python tests/golden/ledger.py _build/results {cid}`):\n" + "\n".join(diff[:20])
+
+
 def test_ledger_page_lists_every_chapter(built_book):
     html = (built_book / "html" / "book" / "ledger.html").read_text()
     for cid in CHAPTERS:

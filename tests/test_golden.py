@@ -1,0 +1,45 @@
+"""Pinned numbers: each sampler family draws the same first networks as when its golden file was made.
+
+The chapters' golden ledgers are compared in tests/test_book.py (they need the built book).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tests" / "golden"))
+import ledger as golden_ledger  # noqa: E402
+import samplers as golden_samplers  # noqa: E402
+
+GOLDEN = json.loads(golden_samplers.GOLDEN.read_text())
+
+
+@pytest.mark.parametrize("family", sorted(GOLDEN))
+def test_sampler_digest(family):
+    cur = golden_samplers.compute([family])[family]
+    want = GOLDEN[family]
+    assert cur["count"] == want["count"], f"{family}: {cur['count']} numbers, golden {want['count']}"
+    assert cur["digest"] == want["digest"], (
+        f"{family}: the first networks changed (head {cur['head']} vs golden {want['head']}); "
+        "if deliberate, regenerate with `python tests/golden/samplers.py` in a commit of its own")
+
+
+def test_every_chapter_has_a_golden_ledger():
+    from pdlt.run import chapter_id, find_chapters
+
+    missing = [chapter_id(p) for p in find_chapters(ROOT / "book")
+               if golden_ledger.golden(chapter_id(p)) is None]
+    assert not missing, f"no golden ledger for {missing}: `python tests/golden/ledger.py _build/results`"
+
+
+def test_compare_sees_moves_and_flips():
+    g = [{"id": "a", "theory": 1.0, "measured": 1.1, "se": 0.1, "passed": True, "expect": "pass"}]
+    assert golden_ledger.compare(g, g) == []
+    moved = [dict(g[0], measured=1.1 * (1 + 1e-6))]
+    assert golden_ledger.compare(g, moved) == ["moved: a.measured: 1.1 -> 1.1000011000000001"]
+    flipped = [dict(g[0], passed=False)]
+    assert golden_ledger.compare(g, flipped)[0].startswith("VERDICT FLIPPED: a")
+    assert golden_ledger.compare(g, []) == ["removed: a"]

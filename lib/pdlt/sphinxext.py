@@ -615,7 +615,10 @@ table.pdlt-status .line-block { margin: 0; }
 table.pdlt-ledger, table.pdlt-checks { font-size: .78em; border-collapse: collapse; width: 100%; }
 table.pdlt-ledger td, table.pdlt-ledger th, table.pdlt-checks td, table.pdlt-checks th {
   padding: .25em .4em; border-bottom: 1px solid var(--pst-color-border, #ddd); vertical-align: top; }
-table.pdlt-ledger td:nth-child(4), table.pdlt-checks td:nth-child(3) { min-width: 12em; overflow-wrap: anywhere; }
+table.pdlt-ledger { min-width: 70em; }
+table.pdlt-checks { min-width: 56em; }
+table.pdlt-ledger td:nth-child(4), table.pdlt-checks td:nth-child(3) { min-width: 14em; overflow-wrap: anywhere; }
+table.pdlt-ledger td:nth-child(2), table.pdlt-checks td:nth-child(1) { min-width: 9em; }
 table.pdlt-ledger code, table.pdlt-checks code { overflow-wrap: anywhere; white-space: normal; }
 table.pdlt-ledger th { cursor: pointer; white-space: nowrap; position: sticky; top: 0;
   background: var(--pst-color-background, #fff); }

@@ -595,7 +595,7 @@ def _launch_buttons(app, pagename, templatename, context, doctree):
 
 
 CSS = """
-.pdlt-gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr)); gap: 1rem;
+.pdlt-gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 22rem), 1fr)); gap: 1rem;
   margin: 1rem 0 1.5rem; }
 .pdlt-card { display: flex; flex-direction: column; border: 1px solid var(--pst-color-border, #ddd);
   border-radius: .4rem; padding: .6rem; text-decoration: none !important; color: inherit !important;

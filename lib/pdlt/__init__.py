@@ -220,5 +220,5 @@ from ._sharding import ensemble_mesh as ensemble_mesh  # noqa: E402
 from ._sharding import ensemble_reduce as ensemble_reduce  # noqa: E402
 from ._sharding import moments_from_sums as moments_from_sums  # noqa: E402
 # the results ledger: entries, soundness (null and power)
-from ._ledger import LedgerEntry as LedgerEntry
-from ._ledger import unpowered as unpowered
+from ._ledger import LedgerEntry as LedgerEntry  # noqa: E402
+from ._ledger import unpowered as unpowered  # noqa: E402

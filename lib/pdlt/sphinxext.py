@@ -635,7 +635,15 @@ details.pdlt-ledger-group > summary { cursor: pointer; padding: .35em .5em; font
 .pdlt-ledger-plots figure { flex: 1 1 20em; max-width: 36em; margin: 0; }
 .pdlt-ledger-plots img { width: 100%; height: auto; }
 .pdlt-ledger-plots figcaption { font-size: .85em; }
-@media print { details.pdlt-ledger-group > *:not(summary) { display: block; } .pdlt-ledger-controls { display: none; } }
+@media print {
+  .pdlt-ledger-controls { display: none; }
+  .pdlt-table-scroll, .pdlt-checks-wrap { overflow: visible; }
+  table.pdlt-ledger, table.pdlt-checks { min-width: 0; font-size: 6.5pt; table-layout: auto; }
+  table.pdlt-ledger td:nth-child(4), table.pdlt-checks td:nth-child(3) { min-width: 8em; }
+  table.pdlt-ledger td:nth-child(2), table.pdlt-checks td:nth-child(1) { min-width: 0; }
+  table.pdlt-ledger th { position: static; }
+  div.highlight pre, div.cell_output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+}
 """
 
 

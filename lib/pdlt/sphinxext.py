@@ -125,9 +125,20 @@ def _title(app, docname: str) -> str:
     return t.astext() if t is not None else docname
 
 
+_REQUIRED = [f.name for f in __import__("dataclasses").fields(LedgerEntry)
+             if f.default is __import__("dataclasses").MISSING]
+
+
+def _entry(e: dict) -> LedgerEntry | None:
+    """The entry of a results-file dict, or None for a dict without the full record."""
+    return LedgerEntry.from_dict(e) if all(k in e for k in _REQUIRED) else None
+
+
 def _entry_ok(e: dict) -> bool:
-    """``ok`` as the current ledger rules judge it (results written before nulls existed have no null)."""
-    return LedgerEntry.from_dict(e).ok if "passed" in e else bool(e.get("ok"))
+    """``ok`` as the current ledger rules judge it (so results written before nulls existed show as
+    lacking one); a dict without the full record keeps its own ``ok``."""
+    le = _entry(e)
+    return le.ok if le is not None else bool(e.get("ok"))
 
 
 def _counts(res: dict) -> dict:
@@ -145,7 +156,7 @@ def _counts(res: dict) -> dict:
         "consistency": sum(k == "consistency" for _, k in tests),
         "controls": sum(e.get("expect") == "fail" for e in led),
         "rejected": sum(e.get("expect") == "fail" and not e.get("passed") for e in led),
-        "unpowered": [e.get("id", "?") for e in led if "passed" in e and LedgerEntry.from_dict(e).problem],
+        "unpowered": [e.get("id", "?") for e in led if _entry(e) is not None and _entry(e).problem],
         "bad": [e.get("id", "?") for e in led if not _entry_ok(e)],
     }
 

@@ -97,3 +97,12 @@ bench-peer: $(PEER_VENV)/.installed
 # 10^6 networks of width 256 and depth 16, streamed in chunks (peak memory reported; long on CPU)
 bench-stream: setup
 	$(PY) bench/run.py --skip w1 stat w2 w3 w4 scaling --stream 1000000 --out bench/results/stream-1e6.json
+
+# ---- the whole book as one PDF: every page of _toc.yml printed from the built HTML by headless
+# Chromium (math rendered by the offline MathJax, figures as built), joined with pdfunite.
+# Needs the Debian packages chromium and poppler-utils (apt-get install chromium poppler-utils).
+.PHONY: pdf
+PDF ?= _build/pdf/book.pdf
+pdf: html
+	$(PY) -m pdlt.pdf --root . --html _build/html --out $(PDF)
+	@echo "The book as one PDF: $(CURDIR)/$(PDF)"

@@ -195,11 +195,12 @@ def test_relu_exact_vertex_and_controls_in_the_ledger():
     off = pdlt.ensemble_moments(jax.random.key(1), x, C_W=2.3, **kw)
     v, se = n * m.var[-1, 0, 0] / 4, n * m.var_se[-1, 0, 0] / 4
     led = pdlt.Ledger("test")
-    ok = led.check("exact", equation="", quantity="", theory=n * ((1 + 5 / n) ** (L - 1) - 1), measured=v, se=se)
+    ok = led.check("exact", equation="", quantity="", theory=n * ((1 + 5 / n) ** (L - 1) - 1), measured=v, se=se,
+                   null=0.0)
     bad = led.check("slope4", equation="", quantity="", theory=n * ((1 + 4 / n) ** (L - 1) - 1), measured=v, se=se,
-                    expect="fail")
+                    expect="fail", null=n * ((1 + 4 / n) ** (L - 1) - 1))
     offc = led.check("off", equation="", quantity="", theory=2.0, measured=off.mean[-1, 0, 0],
-                     se=off.mean_se[-1, 0, 0], expect="fail")
+                     se=off.mean_se[-1, 0, 0], expect="fail", null=2.0)
     assert ok.passed and not bad.passed and not offc.passed and led.all_ok
 
 

@@ -121,9 +121,9 @@ def test_parameters_cell_parsing_and_rules():
 # ----------------------------------------------------------------- ledger
 def test_ledger_rule_and_controls():
     led = pdlt.Ledger("chX")
-    a = led.check("a", equation="eq", quantity="q", theory=1.0, measured=1.04, se=0.01)
-    b = led.check("b", equation="eq", quantity="q", theory=1.0, measured=1.06, se=0.01)
-    c = led.check("c", equation="eq", quantity="q", theory=1.0, measured=1.06, se=0.01, expect="fail")
+    a = led.check("a", equation="eq", quantity="q", theory=1.0, measured=1.04, se=0.01, null=0.0)
+    b = led.check("b", equation="eq", quantity="q", theory=1.0, measured=1.06, se=0.01, null=0.0)
+    c = led.check("c", equation="eq", quantity="q", theory=1.0, measured=1.06, se=0.01, expect="fail", null=1.0)
     assert a.passed and a.ok and not b.passed and not b.ok and c.ok
     assert led.failures() == [b]
     with pytest.raises(ValueError, match="duplicate"):

@@ -5,7 +5,8 @@ Layers (each imports only from those above it in this list):
 1. ``_activations``, ``_gaussian``: activation functions and Gaussian expectations.
 2. ``_kernel``, ``_ntk`` and the other recursions: infinite- and finite-width theory.
 3. ``_mlp``, ``_ensembles``: Monte Carlo networks at initialization (and training).
-4. learning modules (Bayesian inference, kernel learning, finite-width predictions).
+4. learning modules (Bayesian inference, kernel learning, gradient-descent training and the
+   function-space step).
 
 Beside the mathematics: ``_checks``/``_params`` (validation), ``_stats`` (estimators with
 standard errors), ``_ledger`` (the results ledger), ``book`` (chapter support), ``run`` (Papermill
@@ -218,3 +219,6 @@ from ._sharding import ensemble_map as ensemble_map  # noqa: E402
 from ._sharding import ensemble_mesh as ensemble_mesh  # noqa: E402
 from ._sharding import ensemble_reduce as ensemble_reduce  # noqa: E402
 from ._sharding import moments_from_sums as moments_from_sums  # noqa: E402
+# the results ledger: entries, soundness (null and power)
+from ._ledger import LedgerEntry as LedgerEntry  # noqa: E402
+from ._ledger import unpowered as unpowered  # noqa: E402

@@ -32,12 +32,13 @@ from docutils.parsers.rst import Directive
 from sphinx.util import logging
 from sphinx.util.osutil import relative_uri
 
+from ._ledger import LedgerEntry, anchor
 from ._provenance import lib_hash
 from .run import chapter_id, find_chapters
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("gallery", "reading-order", "status")
+KINDS = ("gallery", "reading-order", "status", "ledger")
 
 
 class pdlt_placeholder(nodes.General, nodes.Element):
@@ -124,25 +125,60 @@ def _title(app, docname: str) -> str:
     return t.astext() if t is not None else docname
 
 
+_REQUIRED = [f.name for f in __import__("dataclasses").fields(LedgerEntry)
+             if f.default is __import__("dataclasses").MISSING]
+
+
+def _entry(e: dict) -> LedgerEntry | None:
+    """The entry of a results-file dict, or None for a dict without the full record."""
+    return LedgerEntry.from_dict(e) if all(k in e for k in _REQUIRED) else None
+
+
+def _entry_ok(e: dict) -> bool:
+    """``ok`` as the current ledger rules judge it (so results written before nulls existed show as
+    lacking one); a dict without the full record keeps its own ``ok``."""
+    le = _entry(e)
+    return le.ok if le is not None else bool(e.get("ok"))
+
+
 def _counts(res: dict) -> dict:
+    """Counts of one chapter's ledger, kinds apart: consistency entries never count as verification."""
     led = res.get("ledger", [])
+    kind = [e.get("kind") or ("measured" if e.get("se") else "exact") for e in led]
+    tests = [(e, k) for e, k in zip(led, kind) if e.get("expect") == "pass"]
     return {
         "n": len(led),
-        "ok": sum(bool(e.get("ok")) for e in led),
-        "passed": sum(e.get("expect") == "pass" and bool(e.get("passed")) for e in led),
+        "ok": sum(_entry_ok(e) for e in led),
+        "passed": sum(bool(e.get("passed")) for e, _ in tests),
+        "verified": sum(bool(e.get("passed")) and k != "consistency" for e, k in tests),
+        "measured": sum(k == "measured" for _, k in tests),
+        "exact": sum(k == "exact" for _, k in tests),
+        "consistency": sum(k == "consistency" for _, k in tests),
         "controls": sum(e.get("expect") == "fail" for e in led),
         "rejected": sum(e.get("expect") == "fail" and not e.get("passed") for e in led),
-        "bad": [e.get("id", "?") for e in led if not e.get("ok")],
+        "unpowered": [e.get("id", "?") for e in led if _entry(e) is not None and _entry(e).problem],
+        "bad": [e.get("id", "?") for e in led if not _entry_ok(e)],
     }
+
+
+def kinds_text(c: dict) -> str:
+    """"12 measured, 3 exact against closed forms, 2 consistency (not counted)"-style text of counts."""
+    parts = [f"{c['measured']} measured", f"{c['exact']} exact"]
+    if c["consistency"]:
+        parts.append(f"{c['consistency']} consistency (not counted as verification)")
+    return ", ".join(parts)
 
 
 def _summary(res: dict) -> str:
     c = _counts(res)
     if res.get("error"):
         return f"execution failed: {res['error']}"
+    head = (f"{c['verified']} checks verified ({kinds_text(c)}), "
+            f"{c['rejected']}/{c['controls']} negative controls rejected")
     if not c["bad"]:
-        return f"{c['n']} checks, all as expected ({c['controls']} negative controls rejected)"
-    return f"{c['n']} checks, {len(c['bad'])} NOT as expected"
+        return head
+    return head + f"; {len(c['bad'])} NOT as expected" + (f" ({len(c['unpowered'])} unpowered or without a null)"
+                                                          if c["unpowered"] else "")
 
 
 # ----------------------------------------------------------------------------------- nodes
@@ -271,7 +307,9 @@ def _row(app, fromdoc, doc, res, scale, current):
         _cell(*times),
         _cell(device, "float64" if prov.get("x64") else "float32"),
         _cell(h + ("" if not h or h == current else " (≠ current)"), f"seed {res.get('seed', '')}"),
-        _cell(f"{c['passed']} / {c['n'] - c['controls']} checks passed",
+        _cell(f"{c['verified']} / {c['measured'] + c['exact']} checks passed ({c['measured']} measured, "
+              f"{c['exact']} exact)",
+              f"{c['consistency']} consistency (not counted)",
               f"{c['rejected']} / {c['controls']} controls rejected"),
         bad,
     ]
@@ -299,7 +337,7 @@ def render_status(app, fromdoc: str) -> list[nodes.Node]:
         if cid not in by_cid:
             rows.append(_row(app, fromdoc, "", res, "full", current))
     entries = [e for r in results.values() for e in r["ledger"]]
-    n_ok = sum(bool(e.get("ok")) for e in entries)
+    n_ok = sum(_entry_ok(e) for e in entries)
     out = [
         _para(f"Current library hash {current}. Last execution: {len(results)} chapter"
               f"{'' if len(results) == 1 else 's'}, {len(entries)} ledger entries, {n_ok} as expected and "
@@ -326,7 +364,179 @@ def render_status(app, fromdoc: str) -> list[nodes.Node]:
     return out
 
 
-RENDER = {"gallery": render_gallery, "reading-order": render_reading_order, "status": render_status}
+# ----------------------------------------------------------------------------------- the ledger page
+LEDGER_COLUMNS = ("chapter", "id", "kind", "quantity", "theory", "measured ± SE", "tolerance", "null", "power",
+                  "z", "verdict", "cell")
+
+
+def _num(x, fmt=".4g") -> str:
+    return "" if x is None else format(float(x), fmt)
+
+
+def ledger_rows_html(entries, href=None) -> str:
+    """Table rows (``<tr>``) of ledger entries (results-file dicts). ``href(chapter, anchor)`` gives
+    the URL of the chapter cell that made the check (None: no link)."""
+    import math
+
+    rows = []
+    for d in entries:
+        e = LedgerEntry.from_dict(d)
+        p, dev = e.power, e.deviation_sigma
+        p_txt = "—" if p is None else ("∞" if math.isinf(p) else f"{p:.3g}")
+        p_sort = "-1" if p is None else ("1e300" if math.isinf(p) else repr(p))
+        null = "—" if e.null is None else _num(e.null) + (f" <span class='pdlt-null-label'>({escape(e.null_label)})"
+                                                          "</span>" if e.null_label else "")
+        verdict = e.verdict()
+        url = href(e.chapter, e.anchor) if href else None
+        link = f'<a href="{escape(url)}" title="the check in its chapter">check ↗</a>' if url else ""
+        cls = "pdlt-ok" if e.ok else "pdlt-bad"
+        cells = [
+            (escape(e.chapter), None), (f"<code>{escape(e.id)}</code>", e.id), (escape(e.kind), None),
+            (escape(e.quantity) + (f" <span class='pdlt-eq'>[{escape(e.equation)}]</span>" if e.equation else ""),
+             None),
+            (_num(e.theory), repr(e.theory)),
+            (_num(e.measured) + (f" ± {e.se:.2g}" if e.se else ""), repr(e.measured)),
+            (f"{e.tol:.2g}" + (f" <span class='pdlt-rule'>({escape(e.rule)})</span>" if e.rule else ""), repr(e.tol)),
+            (null, "" if e.null is None else repr(e.null)), (p_txt, p_sort),
+            ("" if dev is None else f"{dev:+.2f}", "" if dev is None else repr(dev)),
+            (escape(verdict), None), (link, None),
+        ]
+        tds = "".join(f'<td data-sort="{escape(srt)}">{c}</td>' if srt is not None else f"<td>{c}</td>"
+                      for c, srt in cells)
+        rows.append(f'<tr class="{cls}" data-kind="{escape(e.kind)}" data-verdict="{"ok" if e.ok else "bad"}">'
+                    f"{tds}</tr>")
+    return "".join(rows)
+
+
+def ledger_plots(entries, out_dir: Path) -> dict[str, str]:
+    """The pull plot (z of measured entries expected to pass, against the standard normal) and the
+    power plot (log10 power of entries that need power); PNG file names written into ``out_dir``."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    es = [LedgerEntry.from_dict(d) for d in entries]
+    names = {}
+    zs = np.array([e.deviation_sigma for e in es if e.kind == "measured" and e.expect == "pass" and e.se])
+    fig, ax = plt.subplots(figsize=(5.2, 3.0), dpi=110)
+    if len(zs):
+        lim = max(5.0, float(np.ceil(np.max(np.abs(zs)))))
+        ax.hist(zs, bins=np.linspace(-lim, lim, 41), density=True, color="0.7", label=f"{len(zs)} measured entries")
+        u = np.linspace(-lim, lim, 400)
+        ax.plot(u, np.exp(-u**2 / 2) / math.sqrt(2 * math.pi), "C3", label="standard normal")
+        ax.axvline(-Z_RULE, color="0.4", ls=":", lw=1)
+        ax.axvline(Z_RULE, color="0.4", ls=":", lw=1, label=f"±{Z_RULE:g} SE")
+    ax.set_xlabel("z = (measured − theory) / SE")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "ledger-pull.png")
+    plt.close(fig)
+    names["pull"] = "ledger-pull.png"
+    ps = [e.power for e in es if e.needs_power and e.power is not None]
+    finite = np.array([p for p in ps if math.isfinite(p) and p > 0])
+    fig, ax = plt.subplots(figsize=(5.2, 3.0), dpi=110)
+    if len(finite):
+        top = max(2.0, float(np.ceil(np.log10(finite.max()))))
+        ax.hist(np.log10(finite), bins=np.linspace(min(-0.5, float(np.log10(finite.min()))), top, 40), color="0.7",
+                label=f"{len(finite)} entries" + (f" (+{len(ps) - len(finite)} with infinite power)"
+                                                  if len(ps) > len(finite) else ""))
+    ax.axvline(0.0, color="C3", lw=1.2, label="power 1 (the rule could not reject the null)")
+    ax.axvline(math.log10(2.0), color="C3", ls="--", lw=1, label="power 2")
+    ax.set_xlabel("log10 power = log10 |theory − null| / tolerance")
+    ax.set_ylabel("entries")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "ledger-power.png")
+    plt.close(fig)
+    names["power"] = "ledger-power.png"
+    return names
+
+
+Z_RULE = 4.5
+
+
+def ledger_html(results: dict, href=None, titles=None, plot_uris=None) -> str:
+    """The whole ledger page body: totals by kind, the two plots, and one collapsible, sortable,
+    filterable table per chapter (the script ``pdlt-ledger.js`` does the sorting and filtering)."""
+    titles = titles or {}
+    entries = [e for r in results.values() for e in r.get("ledger", [])]
+    tot = _counts({"ledger": entries})
+    head = "".join(f"<th>{escape(h)}</th>" for h in LEDGER_COLUMNS)
+    groups = []
+    for cid, res in results.items():
+        c = _counts(res)
+        status = "all as expected" if not c["bad"] else f"{len(c['bad'])} NOT as expected"
+        title = titles.get(cid, res.get("title", ""))
+        groups.append(
+            f'<details class="pdlt-ledger-group" id="ledger-{escape(cid)}"{" open" if c["bad"] else ""}>'
+            f'<summary><span class="pdlt-cid">{escape(cid)}</span> {escape(title)} — {c["n"]} entries: '
+            f'{escape(kinds_text(c))}, {c["controls"]} controls; {escape(status)}</summary>'
+            f'<div class="pdlt-table-scroll"><table class="pdlt-ledger"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{ledger_rows_html(res.get('ledger', []), href)}</tbody></table></div></details>")
+    plots = ""
+    if plot_uris:
+        plots = (
+            '<div class="pdlt-ledger-plots">'
+            f'<figure><img src="{escape(plot_uris["pull"])}" alt="pull plot of the measured entries">'
+            "<figcaption>Pull plot: the deviations z of the measured entries expected to pass, against the "
+            "standard normal (red). If the standard errors are right and the theory is true, the histogram "
+            "follows the curve; a histogram much narrower than the curve means overstated errors, a wider one "
+            "or a shifted one means understated errors or a biased theory.</figcaption></figure>"
+            f'<figure><img src="{escape(plot_uris["power"])}" alt="power of the entries">'
+            "<figcaption>Power plot: how far each entry's null (the value a wrong or trivial theory would give) "
+            "lies outside its tolerance, on a log scale. Every entry right of the red line could have "
+            "rejected its null; an entry left of it would be unpowered and fails its chapter.</figcaption>"
+            "</figure></div>")
+    controls = (
+        '<div class="pdlt-ledger-controls"><label>filter <input type="search" class="pdlt-filter-text" '
+        'placeholder="text in any column"></label> <label>kind <select class="pdlt-filter-kind">'
+        '<option value="">all</option><option>measured</option><option>exact</option>'
+        '<option>consistency</option></select></label> <label>outcome <select class="pdlt-filter-verdict">'
+        '<option value="">all</option><option value="ok">as expected</option><option value="bad">not as '
+        'expected</option></select></label> <button type="button" class="pdlt-open-all">open all</button> '
+        '<button type="button" class="pdlt-close-all">close all</button> <span class="pdlt-filter-count"></span>'
+        "</div>")
+    summary = (
+        f'<p class="pdlt-ledger-summary"><strong>{tot["n"]} entries from {len(results)} chapters.</strong> '
+        f'{tot["verified"]} checks verified: {tot["measured"]} <em>measured</em> (theory against an independent '
+        f'ensemble or training run, with its standard error) and {tot["exact"]} <em>exact</em> (numerics against '
+        f'a closed form derived independently, no sampling); {tot["consistency"]} <em>consistency</em> entries '
+        "(our own algebra computed two ways) are shown but not counted as verification; "
+        f'{tot["rejected"]} of {tot["controls"]} negative controls rejected; '
+        f'{len(tot["bad"])} entries not as expected'
+        + (f', of them {len(tot["unpowered"])} unpowered or without a null' if tot["unpowered"] else "")
+        + ".</p>")
+    return (f'<div class="pdlt-ledger-app">{summary}{plots}{controls}{"".join(groups)}</div>')
+
+
+def render_ledger(app, fromdoc: str) -> list[nodes.Node]:
+    results = load_results(results_dir(app))
+    if not results:
+        return [_para("No chapter has been executed yet: run ", nodes.literal(text="make book"), ".")]
+    docs = {chapter_id(Path(d)): d for _, ds in toc_parts(app) for d in ds if d in chapter_docnames(app)}
+    order = {cid: i for i, cid in enumerate(docs)}
+    results = dict(sorted(results.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+    def href(cid, anc):
+        doc = docs.get(cid)
+        return None if doc is None else f"{app.builder.get_relative_uri(fromdoc, doc)}#{anc}"
+
+    entries = [e for r in results.values() for e in r.get("ledger", [])]
+    names = ledger_plots(entries, Path(app.outdir) / "_static" / "pdlt")
+    here = app.builder.get_target_uri(fromdoc)
+    uris = {k: relative_uri(here, f"_static/pdlt/{v}") for k, v in names.items()}
+    titles = {cid: _title(app, doc) for cid, doc in docs.items()}
+    return [nodes.raw("", ledger_html(results, href, titles, uris), format="html")]
+
+
+RENDER = {"gallery": render_gallery, "reading-order": render_reading_order, "status": render_status,
+          "ledger": render_ledger}
 
 
 # ----------------------------------------------------------------------------------- events
@@ -396,7 +606,7 @@ def _launch_buttons(app, pagename, templatename, context, doctree):
 
 
 CSS = """
-.pdlt-gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr)); gap: 1rem;
+.pdlt-gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 22rem), 1fr)); gap: 1rem;
   margin: 1rem 0 1.5rem; }
 .pdlt-card { display: flex; flex-direction: column; border: 1px solid var(--pst-color-border, #ddd);
   border-radius: .4rem; padding: .6rem; text-decoration: none !important; color: inherit !important;
@@ -412,6 +622,39 @@ table.pdlt-status { font-size: .8em; }
 table.pdlt-status td, table.pdlt-status th { padding: .3em .4em; }
 table.pdlt-status .line-block { margin: 0; }
 .pdlt-rerun table { font-size: .9em; }
+.pdlt-table-scroll, .pdlt-checks-wrap { overflow-x: auto; max-width: 100%; }
+table.pdlt-ledger, table.pdlt-checks { font-size: .78em; border-collapse: collapse; width: 100%; }
+table.pdlt-ledger td, table.pdlt-ledger th, table.pdlt-checks td, table.pdlt-checks th {
+  padding: .25em .4em; border-bottom: 1px solid var(--pst-color-border, #ddd); vertical-align: top; }
+table.pdlt-ledger { min-width: 70em; }
+table.pdlt-checks { min-width: 56em; }
+table.pdlt-ledger td:nth-child(4), table.pdlt-checks td:nth-child(3) { min-width: 14em; overflow-wrap: anywhere; }
+table.pdlt-ledger td:nth-child(2), table.pdlt-checks td:nth-child(1) { min-width: 9em; }
+table.pdlt-ledger code, table.pdlt-checks code { overflow-wrap: anywhere; white-space: normal; }
+table.pdlt-ledger th { cursor: pointer; white-space: nowrap; position: sticky; top: 0;
+  background: var(--pst-color-background, #fff); }
+table.pdlt-ledger th[aria-sort="ascending"]::after { content: " ▲"; }
+table.pdlt-ledger th[aria-sort="descending"]::after { content: " ▼"; }
+tr.pdlt-bad td { color: #b00020; font-weight: 600; }
+.pdlt-eq, .pdlt-rule, .pdlt-null-label { color: var(--pst-color-text-muted, #666); font-size: .9em; }
+details.pdlt-ledger-group { margin: .4em 0; border: 1px solid var(--pst-color-border, #ddd); border-radius: .3em; }
+details.pdlt-ledger-group > summary { cursor: pointer; padding: .35em .5em; font-size: .9em; }
+.pdlt-cid { font-family: var(--pst-font-family-monospace, monospace); font-weight: 600; }
+.pdlt-ledger-controls { display: flex; flex-wrap: wrap; gap: .5em 1em; align-items: center; margin: .6em 0;
+  font-size: .9em; }
+.pdlt-ledger-plots { display: flex; flex-wrap: wrap; gap: 1em; }
+.pdlt-ledger-plots figure { flex: 1 1 20em; max-width: 36em; margin: 0; }
+.pdlt-ledger-plots img { width: 100%; height: auto; }
+.pdlt-ledger-plots figcaption { font-size: .85em; }
+@media print {
+  .pdlt-ledger-controls { display: none; }
+  .pdlt-table-scroll, .pdlt-checks-wrap { overflow: visible; }
+  table.pdlt-ledger, table.pdlt-checks { min-width: 0; font-size: 6.5pt; table-layout: auto; }
+  table.pdlt-ledger td:nth-child(4), table.pdlt-checks td:nth-child(3) { min-width: 8em; }
+  table.pdlt-ledger td:nth-child(2), table.pdlt-checks td:nth-child(1) { min-width: 0; }
+  table.pdlt-ledger th { position: static; }
+  div.highlight pre, div.cell_output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+}
 """
 
 
@@ -423,6 +666,9 @@ def _finished(app, exception):
     out = Path(app.outdir)
     (out / "_static").mkdir(parents=True, exist_ok=True)
     (out / "_static" / "pdlt.css").write_text(CSS)
+    for f in sorted((Path(app.srcdir) / "book" / "_static").glob("*")):  # the book's own static assets
+        if f.is_file():
+            shutil.copyfile(f, out / "_static" / f.name)
     url = app.config.html_theme_options.get("repository_url") or repository_url(Path(app.confdir))
     written = write_launch_notebooks(Path(app.srcdir), out / app.config.pdlt_launch_path, url)
     logger.info(f"pdlt: {len(written)} launch notebooks in {out / app.config.pdlt_launch_path}")
@@ -437,6 +683,7 @@ def setup(app):
     for kind in KINDS:
         app.add_directive(f"pdlt-{kind}", _make_directive(kind))
     app.add_css_file("pdlt.css")
+    app.add_js_file("pdlt-ledger.js", defer="defer")
     app.connect("env-before-read-docs", _read_last)
     app.connect("env-get-outdated", _outdated)
     app.connect("env-purge-doc", _purge)

@@ -74,14 +74,24 @@ def _load(path: Path) -> dict | None:
     return res if isinstance(res, dict) and isinstance(res.get("ledger"), list) else None
 
 
-def load_results(folder: Path) -> dict[str, dict]:
-    """``{chapter id: results}`` of every results JSON in ``folder`` (files without a ledger skipped)."""
+def load_results(folder: Path, ci: bool = True) -> dict[str, dict]:
+    """``{chapter id: results}`` of every results JSON in ``folder`` (files without a ledger skipped),
+    each with ``"_stale"``: the reasons it may not be this build's (:func:`pdlt.book.staleness`; with
+    ``ci``, parameters other than the chapter's CI defaults count too). The pages list only chapters
+    of ``_toc.yml``."""
+    from .book import _chapter_source, staleness
+    from .run import parameters_of
+
     out = {}
     for f in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
         res = _load(f)
         if res is not None:
             res["_file"] = str(f)
-            out[res.get("chapter") or f.stem] = res
+            cid = res.get("chapter") or f.stem
+            src = _chapter_source(cid) if ci else None
+            specs = (parameters_of(src) or {}) if src is not None else None
+            res["_stale"] = staleness(res, None if specs is None else {s.name: s.default for s in specs.values()})
+            out[cid] = res
     return out
 
 
@@ -138,11 +148,12 @@ def _counts(res: dict) -> dict:
 
 def _summary(res: dict) -> str:
     c = _counts(res)
+    stale = ("; NOT this build's result: " + "; ".join(res["_stale"])) if res.get("_stale") else ""
     if res.get("error"):
-        return f"execution failed: {res['error']}"
+        return f"execution failed: {res['error']}" + stale
     if not c["bad"]:
-        return f"{c['n']} checks, all as expected ({c['controls']} negative controls rejected)"
-    return f"{c['n']} checks, {len(c['bad'])} NOT as expected"
+        return f"{c['n']} checks, all as expected ({c['controls']} negative controls rejected)" + stale
+    return f"{c['n']} checks, {len(c['bad'])} NOT as expected" + stale
 
 
 # ----------------------------------------------------------------------------------- nodes
@@ -205,7 +216,7 @@ def render_gallery(app, fromdoc: str) -> list[nodes.Node]:
             else:
                 img = '<span class="pdlt-card-noimg">no headline figure (ch.headline(fig))</span>'
             caption = cap_file.read_text().strip() if cap_file.exists() else ""
-            ok = not _counts(res)["bad"] and not res.get("error")
+            ok = not _counts(res)["bad"] and not res.get("error") and not res.get("_stale")
             cards.append(
                 f'<a class="pdlt-card{"" if ok else " pdlt-card-bad"}" '
                 f'href="{escape(app.builder.get_relative_uri(fromdoc, doc))}">{img}'
@@ -265,6 +276,8 @@ def _row(app, fromdoc, doc, res, scale, current):
         device += f" ×{len(prov['devices'])}"
     name = _para(_link(app, fromdoc, doc, chapter_id(Path(doc))) if doc else res.get("chapter", "?"))
     bad = "none" if not c["bad"] and not res.get("error") else ", ".join(c["bad"]) or str(res.get("error"))
+    if res.get("_stale"):
+        bad += "; stale: " + "; ".join(res["_stale"])
     return [
         name, scale,
         _cell(started[:10], started[11:16] + (" " + started[19:] if len(started) > 19 else "")),
@@ -280,7 +293,7 @@ def _row(app, fromdoc, doc, res, scale, current):
 def render_status(app, fromdoc: str) -> list[nodes.Node]:
     results = load_results(results_dir(app))
     full_dir = Path(app.confdir) / app.config.pdlt_full_results
-    full = load_results(full_dir)
+    full = load_results(full_dir, ci=False)
     current = lib_hash()
     docs = [d for _, ds in toc_parts(app) for d in ds if d in chapter_docnames(app)]
     by_cid = {chapter_id(Path(d)): d for d in docs}
@@ -429,6 +442,12 @@ def _finished(app, exception):
 
 
 def setup(app):
+    # the book build is the one writer of the book's results: the kernels it starts inherit these
+    # (a chapter run elsewhere writes to runs/, see pdlt.book.results_dir)
+    from ._provenance import build_hash
+
+    os.environ.setdefault("PDLT_RESULTS_DIR", str(Path(app.confdir) / "_build" / "results"))
+    os.environ["PDLT_BOOK_BUILD"] = build_hash()
     app.add_config_value("pdlt_read_last", [], "env")
     app.add_config_value("pdlt_launch_branch", "gh-pages", "html")
     app.add_config_value("pdlt_launch_path", "notebooks", "html")

@@ -69,7 +69,7 @@ def test_grammar_refuses(text, want, what):
 
 def test_yaml11_probes_from_the_command_line(capsys):
     assert "leading zero" in refused(capsys, "ch01", "-p", "samples", "0400000")
-    assert "`samples` must be an integer" in refused(capsys, "ch01", "-p", "samples", "1:30")
+    assert "`samples` must be of type int: an integer" in refused(capsys, "ch01", "-p", "samples", "1:30")
     assert resolve("ch01", [("samples", "1e6")]) == {"samples": 1000000}
     assert resolve("ch01", [("K", "1.5e3")]) == {"K": 1500.0}
     assert "given twice" in refused(capsys, "ch01", "-p", "samples", "1000", "-p", "samples", "2000")
@@ -123,8 +123,8 @@ def test_every_parameter_has_a_rule():
 
 def test_values_that_used_to_fail_inside_the_kernel(capsys):
     assert "`K` must be a finite number > 0" in refused(capsys, "ch01", "-p", "K", "-1")
-    assert "`K` must be a finite number" in refused(capsys, "ch01", "-p", "K", ".nan")
-    assert "`z` must be a finite number" in refused(capsys, "ch01", "-p", "z", ".inf")
+    assert "`K` must be of type float: a finite number" in refused(capsys, "ch01", "-p", "K", ".nan")
+    assert "`z` must be of type float: a finite number" in refused(capsys, "ch01", "-p", "z", ".inf")
     assert "`seed`" in refused(capsys, "ch01", "-p", "seed", str(2**63))
     assert resolve("ch01", [("seed", str(2**63 - 1))])["seed"] == 2**63 - 1
     err = refused(capsys, "ch09", "-p", "tanh_nets", "[2000]")

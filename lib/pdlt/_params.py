@@ -330,8 +330,8 @@ def parse_value(name: str, text, want: str | None, default=None):
             if want == "int":
                 raise ParameterError(f"parameter `{name}` must be an integer, got {t!r} = {d.normalize()}")
         elif want == "int":
-            raise ParameterError(f"parameter `{name}` must be an integer (decimal like 400000 or exact "
-                                 f"scientific notation like 1e6), got {t!r}")
+            raise ParameterError(f"parameter `{name}` must be of type int: an integer (decimal like 400000 or "
+                                 f"exact scientific notation like 1e6), got {t!r}")
     if want in ("float", None):
         if _FLOAT.fullmatch(t):
             v = float(t)
@@ -339,7 +339,8 @@ def parse_value(name: str, text, want: str | None, default=None):
                 raise ParameterError(f"parameter `{name}` must be a finite number, got {t!r}")
             return v
         if want == "float":
-            raise ParameterError(f"parameter `{name}` must be a finite number (like 0.5, 1e-3 or 2), got {t!r}")
+            raise ParameterError(f"parameter `{name}` must be of type float: a finite number (like 0.5, 1e-3 "
+                                 f"or 2), got {t!r}")
     if want is None:
         return _unquote(t)
     import yaml  # a parameter of another annotated type: YAML as the last resort

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -34,17 +35,22 @@ def lib_hash() -> str:
     return h.hexdigest()[:12]
 
 
-def versions() -> dict:
-    """``{distribution: version}`` of Python and of :data:`DEPENDENCIES` (missing ones omitted)."""
+@functools.lru_cache(maxsize=None)
+def _versions() -> tuple:
     from importlib import metadata
 
-    out = {"python": platform.python_version()}
+    out = [("python", platform.python_version())]
     for d in DEPENDENCIES:
         try:
-            out[d] = metadata.version(d)
+            out.append((d, metadata.version(d)))
         except metadata.PackageNotFoundError:
             pass
-    return out
+    return tuple(out)
+
+
+def versions() -> dict:
+    """``{distribution: version}`` of Python and of :data:`DEPENDENCIES` (missing ones omitted)."""
+    return dict(_versions())
 
 
 def build_hash() -> str:

@@ -62,9 +62,9 @@ class Chapter:
         self.chapter, self.title, self.params = chapter, title, dict(params)
         self.seed = int(params.get("seed", 0))
         self.ledger = Ledger(chapter)
-        self._t0 = time.perf_counter()
         self._started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self._mark_running()
+        self._t0 = time.perf_counter()
 
     @staticmethod
     def _check_rules(chapter, params):

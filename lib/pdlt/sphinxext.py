@@ -276,14 +276,14 @@ def _row(app, fromdoc, doc, res, scale, current):
         device += f" ×{len(prov['devices'])}"
     name = _para(_link(app, fromdoc, doc, chapter_id(Path(doc))) if doc else res.get("chapter", "?"))
     bad = "none" if not c["bad"] and not res.get("error") else ", ".join(c["bad"]) or str(res.get("error"))
-    if res.get("_stale"):
-        bad += "; stale: " + "; ".join(res["_stale"])
+    stale = [w for w in res.get("_stale") or [] if not w.startswith("library ")]  # (the hash shows ≠ current)
     return [
         name, scale,
         _cell(started[:10], started[11:16] + (" " + started[19:] if len(started) > 19 else "")),
         _cell(*times),
         _cell(device, "float64" if prov.get("x64") else "float32"),
-        _cell(h + ("" if not h or h == current else " (≠ current)"), f"seed {res.get('seed', '')}"),
+        _cell(h + ("" if not h or h == current else " (≠ current)"), f"seed {res.get('seed', '')}",
+              *(["not this build's: " + "; ".join(stale)] if stale else [])),
         _cell(f"{c['passed']} / {c['n'] - c['controls']} checks passed",
               f"{c['rejected']} / {c['controls']} controls rejected"),
         bad,

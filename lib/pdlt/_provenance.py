@@ -77,6 +77,12 @@ def provenance() -> dict:
     }
 
 
+def _umask() -> int:
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
+
+
 def atomic_write(path, data) -> Path:
     """Write ``data`` (str or bytes) to ``path`` atomically: temporary file in the same folder, fsync,
     ``os.replace``. On any failure the temporary file is removed and the old ``path`` is untouched."""
@@ -85,6 +91,7 @@ def atomic_write(path, data) -> Path:
     raw = data.encode() if isinstance(data, str) else bytes(data)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # the permissions of a plain open(), not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()

@@ -12,7 +12,7 @@ import numbers
 import jax
 import numpy as np
 
-__all__ = ["PDLTValueError"]
+__all__ = ["PDLTValueError", "warn_nonfinite"]
 
 
 class PDLTValueError(ValueError):
@@ -95,3 +95,90 @@ def per_layer_rates(fn: str, lambda_b, lambda_W, L: int):
     lw = per_layer(fn, "lambda_W", lambda_W, L)
     nonnegative(fn, lambda_b=lb, lambda_W=lw)
     return lb, lw
+
+
+def prng_key(fn: str, name: str, key) -> None:
+    """A JAX PRNG key: a typed key array (``jax.random.key(seed)``) or a legacy ``uint32[2]`` key."""
+    if _is_traced(key):
+        return
+    dt = getattr(key, "dtype", None)
+    if dt is not None and jax.dtypes.issubdtype(dt, jax.dtypes.prng_key):
+        if getattr(key, "shape", ()) != ():
+            raise PDLTValueError(f"{fn}: `{name}` must be a single PRNG key, got a key array of shape {key.shape}")
+        return
+    if dt is not None and np.dtype(dt) == np.uint32 and tuple(getattr(key, "shape", ())) == (2,):
+        return
+    raise PDLTValueError(f"{fn}: `{name}` must be a PRNG key from jax.random.key(seed), got {key!r}"[:300])
+
+
+def float_dtype(fn: str, name: str, dtype) -> None:
+    """A floating-point dtype (or None for the default)."""
+    if dtype is None:
+        return
+    try:
+        ok = np.issubdtype(np.dtype(dtype), np.floating)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise PDLTValueError(f"{fn}: `{name}` must be a floating-point dtype (float32 or float64), got {dtype!r}")
+
+
+def finite(fn: str, **arrays) -> None:
+    """Every entry finite (no NaN, no inf); traced arrays are skipped."""
+    for name, x in arrays.items():
+        if _is_traced(x):
+            continue
+        v = np.asarray(x)
+        if not np.issubdtype(v.dtype, np.number):
+            raise PDLTValueError(f"{fn}: `{name}` must be numeric, got dtype {v.dtype}")
+        bad = v.size - int(np.isfinite(v).sum())
+        if bad:
+            raise PDLTValueError(f"{fn}: `{name}` must be finite, got {bad} non-finite entr{'y' if bad == 1 else 'ies'} "
+                                 "(NaN or inf)")
+
+
+def kernel(fn: str, name: str, K, *, square: bool = True) -> None:
+    r"""A kernel: finite, and either a scalar >= 0 or a symmetric positive semi-definite ``(N, N)`` matrix
+    (eigenvalues >= -1e-10 of the largest |entry|, rounding). ``(..., N, N)`` stacks are checked per matrix."""
+    if _is_traced(K):
+        return
+    v = np.asarray(K, dtype=float)
+    finite(fn, **{name: v})
+    if v.ndim == 0:
+        if v < 0:
+            raise PDLTValueError(f"{fn}: `{name}` (a variance) must be >= 0, got {float(v)!r}")
+        return
+    if not square:
+        return
+    if v.ndim < 2 or v.shape[-1] != v.shape[-2]:
+        raise PDLTValueError(f"{fn}: `{name}` must be a scalar or a square (N, N) matrix, got shape {v.shape}")
+    scale = max(float(np.abs(v).max()), np.finfo(float).tiny)
+    if not np.allclose(v, np.swapaxes(v, -1, -2), rtol=0, atol=1e-10 * scale):
+        raise PDLTValueError(f"{fn}: `{name}` must be symmetric")
+    lo = float(np.linalg.eigvalsh(v).min())
+    if lo < -1e-10 * scale:
+        raise PDLTValueError(f"{fn}: `{name}` must be positive semi-definite, got an eigenvalue {lo:.3g}")
+
+
+def warn_nonfinite(fn: str, values, what: str = "result") -> bool:
+    """The one warning for non-finite results (overflow or NaN), shared by recursions and samplers.
+
+    Warns once per call with a RuntimeWarning naming ``fn``, how many entries, the dtype and the remedy;
+    returns True if a non-finite value was found (traced values are not inspected).
+    """
+    import warnings
+
+    leaves = [a for a in jax.tree_util.tree_leaves(values) if not _is_traced(a)]
+    bad, dt = 0, None
+    for a in leaves:
+        a = np.asarray(a)
+        if np.issubdtype(a.dtype, np.inexact):
+            n = a.size - int(np.isfinite(a).sum())
+            if n:
+                bad, dt = bad + n, a.dtype
+    if bad:
+        hint = ("enable float64 with jax.config.update('jax_enable_x64', True) (pdlt.book.Chapter does this)"
+                if dt != np.float64 else "the values overflow even float64: reduce the depth or C_W")
+        warnings.warn(f"{fn}: {bad} non-finite value(s) in the {dt} {what} (overflow/NaN, e.g. an exploding "
+                      f"kernel in the chaotic phase); {hint}", RuntimeWarning, stacklevel=3)
+    return bool(bad)

@@ -81,7 +81,10 @@ def _explicit_one(key, x, widths, C_b, C_W, act):
     return jnp.stack(Gs), zs[-1]
 
 
-def _validate(fn, x, widths, C_b, C_W, activation, method):
+def _validate(fn, x, widths, C_b, C_W, activation, method, key=None):
+    if key is not None:
+        _checks.prng_key(fn, "key", key)
+    _checks.finite(fn, x=x)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     if x.ndim != 2:
         raise _checks.PDLTValueError(f"{fn}: `x` must have shape (N, n0), got {x.shape}")
@@ -107,7 +110,7 @@ def sample_network_metrics(key, index, x, *, widths, C_b, C_W, activation="relu"
       ``(Ghat, z)``: ``Ghat`` of shape ``(L, N, N)``, ``z`` of shape ``(N, n_L)``.
     """
     fn = "sample_network_metrics"
-    x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method)
+    x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method, key)
     return _one(key, index, x, widths, Cb, Cw, act.name, method)
 
 
@@ -165,7 +168,7 @@ def ensemble_metrics(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int
     from ._progress import even_chunk, progress_range
 
     fn = "ensemble_metrics"
-    x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method)
+    x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method, key)
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
     chunk = even_chunk(n_nets, chunk)
     Gs, zs = [], []
@@ -178,20 +181,12 @@ def ensemble_metrics(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int
 
 
 def warn_nonfinite(fn: str, values) -> bool:
-    """Warn (once per call) if ``values`` holds inf/NaN: overflow in the chaotic phase, or float32 range.
+    """Warn (once per call) if ``values`` holds inf/NaN: overflow in the chaotic phase, or float32 range
+    (:func:`pdlt._checks.warn_nonfinite`, the one helper of recursions and samplers).
 
     Returns True if a non-finite value was found.
     """
-    import warnings
-
-    bad = int(jnp.size(values) - jnp.sum(jnp.isfinite(values)))
-    if bad:
-        dt = jnp.asarray(values).dtype
-        hint = ("enable float64 with jax.config.update('jax_enable_x64', True) (pdlt.book.Chapter does this)"
-                if dt != jnp.float64 else "the kernel overflows even float64: reduce the depth or C_W")
-        warnings.warn(f"{fn}: {bad} non-finite value(s) in {dt} metrics (overflow/NaN, e.g. an exploding kernel "
-                      f"in the chaotic phase); {hint}", RuntimeWarning, stacklevel=3)
-    return bool(bad)
+    return _checks.warn_nonfinite(fn, values, "metrics")
 
 
 class EnsembleMoments(NamedTuple):
@@ -227,7 +222,7 @@ def _chunk_sums(G, shift, order):
     d = (G - shift).reshape(S, L, N * N)
     pq = d[:, :, :, None] * d[:, :, None, :]
     out = {"d1": d.sum(0), "d2": (d**2).sum(0), "d3": (d**3).sum(0), "d4": (d**4).sum(0),
-           "pq": pq.sum(0), "pq2": (pq**2).sum(0)}
+           "pq": pq.sum(0), "pq2": (pq**2).sum(0), "p21": (pq * d[:, :, :, None]).sum(0)}
     P = G.reshape(S, L, N * N)
     for m in range(1, 2 * order + 1):
         out[f"p{m}"] = (P**m).sum(0)
@@ -253,7 +248,7 @@ def ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int
     from ._progress import even_chunk, progress_range
 
     fn = "ensemble_moments"
-    x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method)
+    x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method, key)
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk, order=order)
     if n_nets < 2:
         raise _checks.PDLTValueError(f"{fn}: `n_nets` must be >= 2 for a variance, got {n_nets}")
@@ -281,8 +276,17 @@ def _finish_moments(acc, shift, S, L, N, order, n_nets):
     var_se = np.sqrt(np.maximum(c4 - c2**2, 0.0) / S)
     cpq = acc["pq"] / S - m1[:, :, None] * m1[:, None, :]
     cov = cpq * S / (S - 1)
-    # SE of the covariance from the spread of the products (mean shift is a 1/S effect)
-    cov_se = np.sqrt(np.maximum(acc["pq2"] / S - (acc["pq"] / S) ** 2, 0.0) / S)
+    # SE of the covariance: the spread of the products p = (G_a - mean_a)(G_b - mean_b) about the
+    # *sample* means (as pdlt.covariance_and_se), expanded in the power sums about the shift c
+    # (d = G - c, mu = mean(d)): E[p^2] = E[d_a^2 d_b^2] - 2 mu_b E[d_a^2 d_b] - 2 mu_a E[d_a d_b^2]
+    # + mu_b^2 E[d_a^2] + mu_a^2 E[d_b^2] + 4 mu_a mu_b E[d_a d_b] - 3 mu_a^2 mu_b^2, so that the SE does
+    # not depend on the shift (hence not on the chunk size).
+    ma, mb = m1[:, :, None], m1[:, None, :]
+    p21 = acc["p21"] / S                     # E[d_a^2 d_b], (L, a, b)
+    e_p2 = (acc["pq2"] / S - 2 * mb * p21 - 2 * ma * np.swapaxes(p21, 1, 2)
+            + mb**2 * (acc["d2"] / S)[:, :, None] + ma**2 * (acc["d2"] / S)[:, None, :]
+            + 4 * ma * mb * acc["pq"] / S - 3 * ma**2 * mb**2)
+    cov_se = np.sqrt(np.maximum(e_p2 - cpq**2, 0.0) / (S - 1))
     raw = np.stack([acc[f"p{m}"] / S for m in range(1, order + 1)])
     raw_se = np.stack([np.sqrt(np.maximum(acc[f"p{2 * m}"] / S - (acc[f"p{m}"] / S) ** 2, 0.0) / S)
                        for m in range(1, order + 1)])
@@ -330,7 +334,7 @@ def readout_ensemble(key, x, *, width: int, C_b: float, C_W: float, activation="
     from ._progress import even_chunk, progress_range
 
     fn = "readout_ensemble"
-    x, widths, Cb, Cw, act = _validate(fn, x, (width,), C_b, C_W, activation, "explicit")
+    x, widths, Cb, Cw, act = _validate(fn, x, (width,), C_b, C_W, activation, "explicit", key)
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
     outs = []
     size = even_chunk(n_nets, chunk)

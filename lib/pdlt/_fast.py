@@ -138,8 +138,9 @@ def _one(key, index, x, *, widths, C_b, C_W, act, method, rng, outputs):
     return (G, z) if outputs else G
 
 
-def _prepare(fn, x, widths, C_b, C_W, activation, method, rng, dtype):
-    x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method)
+def _prepare(fn, x, widths, C_b, C_W, activation, method, rng, dtype, key=None):
+    _checks.float_dtype(fn, "dtype", dtype)
+    x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method, key)
     _checks.one_of(fn, "rng", rng, RNGS)
     if rng == "splitmix" and not jax.config.jax_enable_x64:
         raise _checks.PDLTValueError(f"{fn}: rng='splitmix' needs jax_enable_x64 (64-bit integers)")
@@ -158,7 +159,7 @@ def fast_network_metrics(key, index, x, *, widths, C_b, C_W, activation="relu", 
     Returns: ``(Ghat (L, N, N), z (N, n_L))``, or ``Ghat`` alone with ``outputs=False``.
     Raises: PDLTValueError for bad widths, variances, activation, method or rng.
     """
-    x, widths, Cb, Cw, act = _prepare("fast_network_metrics", x, widths, C_b, C_W, activation, method, rng, dtype)
+    x, widths, Cb, Cw, act = _prepare("fast_network_metrics", x, widths, C_b, C_W, activation, method, rng, dtype, key)
     return jax.jit(_one, static_argnames=("widths", "C_b", "C_W", "act", "method", "rng", "outputs"))(
         key, index, x, widths=widths, C_b=Cb, C_W=Cw, act=act, method=method, rng=rng, outputs=outputs)
 
@@ -177,12 +178,14 @@ def fast_ensemble_metrics(key, x, *, widths, C_b, C_W, activation="relu", n_nets
     Raises: PDLTValueError naming the bad argument, before any compute.
     """
     fn = "fast_ensemble_metrics"
-    x, widths, Cb, Cw, act = _prepare(fn, x, widths, C_b, C_W, activation, method, rng, dtype)
+    x, widths, Cb, Cw, act = _prepare(fn, x, widths, C_b, C_W, activation, method, rng, dtype, key)
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
     static = (("widths", widths), ("C_b", Cb), ("C_W", Cw), ("act", act), ("method", method),
               ("rng", rng), ("outputs", outputs))
-    return ensemble_map(_one, key, n_nets, (x,), static=static, chunk=chunk, mesh=mesh, progress=progress,
-                        desc=f"{act} ensemble ({method}, {rng})")
+    out = ensemble_map(_one, key, n_nets, (x,), static=static, chunk=chunk, mesh=mesh, progress=progress,
+                       desc=f"{act} ensemble ({method}, {rng})")
+    _checks.warn_nonfinite(fn, out, "metrics")
+    return out
 
 
 def _upper_entries(G):
@@ -194,7 +197,7 @@ def _upper_entries(G):
 
 def fast_ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int, method="conditional",
                      rng="threefry", dtype=None, vertex: bool = False, chunk: int = 4096, mesh=None,
-                     progress: bool | None = None):
+                     progress: bool | None = None, checkpoint=None, checkpoint_every: int = 8):
     r"""Streaming ensemble mean and variance of :math:`\hat G^{(\ell)}_{ab}` (memory flat in ``n_nets``).
 
     The estimates are those of :func:`pdlt.mean_and_se` / :func:`pdlt.variance_and_se` applied to the
@@ -206,10 +209,14 @@ def fast_ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets
     Returns:
       dict with ``mean``, ``mean_se``, ``var``, ``var_se`` of shape ``(L, N, N)``, ``n``, and with
       ``vertex`` a ``cov`` of shape ``(L, P, P)``, ``P = N(N+1)/2``, ordered as ``numpy.triu_indices(N)``.
+    Long ensembles: with ``checkpoint`` (a file path) the streamed sums are saved atomically every
+    ``checkpoint_every`` chunks and on interruption; the same call resumes from there and returns
+    bitwise the numbers of an uninterrupted run (:func:`pdlt.ensemble_reduce`). The progress bar shows
+    networks done, the rate and the time left.
     Raises: PDLTValueError naming the bad argument, before any compute.
     """
     fn = "fast_ensemble_moments"
-    x, widths, Cb, Cw, act = _prepare(fn, x, widths, C_b, C_W, activation, method, rng, dtype)
+    x, widths, Cb, Cw, act = _prepare(fn, x, widths, C_b, C_W, activation, method, rng, dtype, key)
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
     if n_nets < 2:
         raise _checks.PDLTValueError(f"{fn}: `n_nets` must be >= 2 for a variance, got {n_nets}")
@@ -217,8 +224,10 @@ def fast_ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets
               ("rng", rng), ("outputs", False))
     r = ensemble_reduce(_one, key, n_nets, (x,), static=static, chunk=chunk, mesh=mesh,
                         cross=_upper_entries if vertex else None, progress=progress,
-                        desc=f"{act} moments ({method}, {rng})")
+                        desc=f"{act} moments ({method}, {rng})", checkpoint=checkpoint,
+                        checkpoint_every=checkpoint_every)
     out = moments_from_sums(r["n"], r["shift"], r["sums"])
+    _checks.warn_nonfinite(fn, out["mean"], "metrics")
     out["n"] = n_nets
     if vertex:
         L, N = len(widths), x.shape[0]

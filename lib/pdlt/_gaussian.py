@@ -90,6 +90,8 @@ def gaussian_expectation2(f, K, *, deg: int = DEG2):
       deg: nodes per axis (the grid has deg**2 points).
     Returns: array of shape ``K.shape[:-2]``.
     """
+    if not _checks._is_traced(K) and jnp.shape(K)[-2:] == (2, 2):
+        _checks.kernel("gaussian_expectation2", "K", K)
     K = jnp.asarray(K)
     if K.shape[-2:] != (2, 2):
         raise _checks.PDLTValueError(f"gaussian_expectation2: `K` must have shape (..., 2, 2), got {K.shape}")

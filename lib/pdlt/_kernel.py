@@ -25,7 +25,8 @@ def input_kernel(x, *, C_b: float, C_W: float):
 
     Args: x: inputs of shape ``(N, n0)``. Returns: ``(N, N)``.
     """
-    x = jnp.asarray(x)
+    _checks.finite("input_kernel", x=x)
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
     if x.ndim != 2:
         raise _checks.PDLTValueError(f"input_kernel: `x` must have shape (N, n0), got {x.shape}")
     _checks.nonnegative("input_kernel", C_b=C_b)
@@ -49,10 +50,12 @@ def kernel_recursion(K1, *, C_b, C_W, L: int, activation="relu", deg: int = DEG2
     _checks.positive_int("kernel_recursion", L=L)
     act = get_activation(activation, "kernel_recursion")
     Cb, Cw = map(jnp.asarray, _checks.per_layer_variances("kernel_recursion", C_b, C_W, max(L - 1, 1)))
+    _checks.kernel("kernel_recursion", "K1", K1)
     K1 = jnp.asarray(K1, dtype=jnp.result_type(float))
     scalar = K1.ndim == 0
     K = K1[None, None] if scalar else K1
     out = _kernel_recursion(K, Cb.astype(K.dtype), Cw.astype(K.dtype), L, act.name, deg)
+    _checks.warn_nonfinite("kernel_recursion", out, "kernels")
     return out[:, 0, 0] if scalar else out
 
 

@@ -23,8 +23,18 @@ __all__ = ["init_mlp", "mlp_preactivations", "mlp_apply", "network_key"]
 
 
 def network_key(key, index):
-    """The PRNG key of network ``index`` of an ensemble drawn from ``key``."""
-    return jax.random.fold_in(key, index)
+    """The PRNG key of network ``index`` of an ensemble drawn from ``key``: ``fold_in(key, index)``.
+
+    ``fold_in`` takes 32 bits; a 64-bit index at or beyond 2^32 folds its high word in as well
+    (``fold_in(fold_in(key, lo), hi)``), so networks 2^32 apart never share a key, while every
+    index below 2^32 keeps its key.
+    """
+    k = jax.random.fold_in(key, index)
+    idx = jnp.asarray(index)
+    if jnp.issubdtype(idx.dtype, jnp.integer) and idx.dtype.itemsize > 4:
+        hi = (idx >> 32).astype(jnp.uint32)
+        k = jax.lax.cond(hi > 0, lambda: jax.random.fold_in(k, hi), lambda: k)
+    return k
 
 
 def init_mlp(key, n0: int, widths, *, C_b=0.0, C_W=1.0, dtype=None):

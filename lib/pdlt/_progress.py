@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["progress_range", "even_chunk"]
+__all__ = ["progress_range", "progress_bar", "even_chunk"]
 
 
 def progress_range(start: int, stop: int, step: int = 1, *, desc: str = "", enable: bool | None = None):
@@ -16,6 +16,27 @@ def progress_range(start: int, stop: int, step: int = 1, *, desc: str = "", enab
     from tqdm import tqdm
 
     return tqdm(r, desc=desc, leave=False, mininterval=1.0)
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_bar(total: int, *, desc: str = "", unit: str = "net", initial: int = 0, enable: bool | None = None):
+    """A tqdm bar over ``total`` items (networks) showing the rate and the time left; ``.update(n)`` after
+    each chunk, ``.close()`` at the end. A no-op object when disabled (``PDLT_PROGRESS=0``)."""
+    if enable is None:
+        enable = os.environ.get("PDLT_PROGRESS", "1") != "0"
+    if not enable:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=True, leave=False, mininterval=1.0,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
 
 
 def even_chunk(n_nets: int, chunk: int) -> int:

@@ -31,7 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from . import _checks
 from ._netmap import CPU_MICRO_BATCH, micro_batched, network_map
 
-__all__ = ["AXIS", "ensemble_mesh", "ensemble_map", "ensemble_reduce", "moments_from_sums"]
+__all__ = ["AXIS", "ensemble_mesh", "ensemble_map", "ensemble_reduce", "moments_from_sums", "max_networks"]
 
 AXIS = "nets"
 
@@ -52,10 +52,24 @@ def _chunks(n_nets, chunk, ndev):
         yield start, m, -(-m // ndev) * ndev
 
 
+#: networks an ensemble may have: 64-bit indices with jax_enable_x64, else 32-bit ones
+def max_networks() -> int:
+    return 2**63 - 1 if jax.config.jax_enable_x64 else 2**31 - 1
+
+
+def _check_size(fn, n_nets, chunk):
+    _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
+    if n_nets > max_networks():
+        raise _checks.PDLTValueError(
+            f"{fn}: `n_nets`={n_nets} needs 64-bit network indices; enable "
+            "jax.config.update('jax_enable_x64', True) (at most 2^31 - 1 networks without it)")
+
+
 def _indices(start, m_pad, mesh):
-    """Global index array ``start .. start+m_pad-1`` sharded over the mesh (each process builds its own shards)."""
+    """Global index array ``start .. start+m_pad-1`` sharded over the mesh (each process builds its own
+    shards); 64-bit with ``jax_enable_x64`` (no wrap past 2^31), else 32-bit."""
     sharding = NamedSharding(mesh, P(AXIS))
-    host = np.arange(start, start + m_pad, dtype=np.int32)
+    host = np.arange(start, start + m_pad, dtype=np.int64 if jax.config.jax_enable_x64 else np.int32)
     return jax.make_array_from_callback((m_pad,), sharding, lambda s: host[s])
 
 
@@ -142,24 +156,78 @@ def ensemble_map(fn, key, n_nets: int, operands=(), *, static=(), chunk: int = 4
     Raises:
       PDLTValueError: ``n_nets`` or ``chunk`` not a positive integer.
     """
-    from ._progress import progress_range
+    from ._progress import progress_bar
 
-    _checks.positive_int("ensemble_map", n_nets=n_nets, chunk=chunk)
-    mesh = ensemble_mesh() if mesh is None else mesh
+    _check_size("ensemble_map", n_nets, chunk)
+    mesh = _mesh("ensemble_map", mesh)
     ndev = mesh.devices.size
     plan = list(_chunks(n_nets, chunk, ndev))
     parts = []
-    for c in progress_range(0, len(plan), 1, desc=desc, enable=progress):
-        start, m, m_pad = plan[c]
+    bar = progress_bar(n_nets, desc=desc, enable=None if progress is None else (progress and len(plan) > 1))
+    for start, m, m_pad in plan:
         out = _map_chunk(key, _indices(start, m_pad, mesh), tuple(operands), fn=fn, static=tuple(static), mesh=mesh)
         parts.append(jax.tree.map(lambda a: _process_gather(a)[:m], out))
+        bar.update(m)
+    bar.close()
     if len(parts) == 1:  # one chunk: no copy (a concatenate would copy every per-network output once more)
         return parts[0]
     return jax.tree.map(lambda *a: np.concatenate(a), *parts)
 
 
+def _mesh(fn, mesh):
+    if mesh is None:
+        return ensemble_mesh()
+    if not isinstance(mesh, Mesh):
+        raise _checks.PDLTValueError(f"{fn}: `mesh` must be a jax.sharding.Mesh from pdlt.ensemble_mesh(), "
+                                     f"got {mesh!r}")
+    return mesh
+
+
+def _fingerprint(fn, key, n_nets, chunk, ndev, operands, static, cross) -> str:
+    """What a checkpoint belongs to: the function, key, sizes, operands and static arguments."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in (getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn)), n_nets, chunk, ndev,
+                 repr(static), getattr(cross, "__qualname__", repr(cross)), jax.config.jax_enable_x64):
+        h.update(repr(part).encode())
+    h.update(np.asarray(jax.random.key_data(key)).tobytes())
+    for a in jax.tree.leaves(operands):
+        a = np.asarray(a)
+        h.update(repr((a.shape, str(a.dtype))).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _load_checkpoint(path, fp):
+    import pickle
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        state = pickle.loads(p.read_bytes())
+    except Exception as e:
+        raise _checks.PDLTValueError(f"ensemble_reduce: `checkpoint` {p} cannot be read ({type(e).__name__}); "
+                                     "remove it to start afresh") from None
+    if state.get("fingerprint") != fp:
+        raise _checks.PDLTValueError(f"ensemble_reduce: `checkpoint` {p} belongs to another computation (other "
+                                     "key, sizes, inputs or arguments); remove it or choose another path")
+    return state
+
+
+def _save_checkpoint(path, state):
+    import pickle
+
+    from ._provenance import atomic_write
+
+    atomic_write(path, pickle.dumps(state, protocol=4))
+
+
 def ensemble_reduce(fn, key, n_nets: int, operands=(), *, static=(), chunk: int = 4096, mesh=None, cross=None,
-                    progress: bool | None = None, desc: str = "ensemble"):
+                    progress: bool | None = None, desc: str = "ensemble", checkpoint=None,
+                    checkpoint_every: int = 8):
     r"""Streaming power sums of ``fn``'s outputs over networks ``0..n_nets-1`` (memory flat in ``n_nets``).
 
     For every output leaf ``a_i`` the sums :math:`S_k = \sum_i (a_i - a_0)^k`, ``k = 1..4``, are
@@ -168,30 +236,72 @@ def ensemble_reduce(fn, key, n_nets: int, operands=(), *, static=(), chunk: int 
     mapping the batched, shifted output pytree to a ``(m, P)`` matrix, e.g. the flattened kernel
     entries) the sum of outer products :math:`\sum_i d_i d_i^\top` is accumulated as well.
 
-    Args: as :func:`ensemble_map`, plus ``cross``.
+    With ``checkpoint`` (a file path) the running sums are saved every ``checkpoint_every`` chunks and
+    when the loop is interrupted (Ctrl-C, an error), atomically (temporary file, ``os.replace``); a
+    later call with the same arguments resumes after the last saved chunk and returns bitwise the
+    same sums as an uninterrupted run (the chunks are added in the same order). The file holds a
+    fingerprint of the function, key, sizes, inputs and arguments, and a checkpoint of another
+    computation is refused; it is removed when the ensemble is complete.
+
+    Args: as :func:`ensemble_map`, plus ``cross``, ``checkpoint``, ``checkpoint_every``.
     Returns:
       ``dict(n=n_nets, shift=..., sums=..., cross=...)``; turn it into moments with
       :func:`moments_from_sums`.
     """
-    from ._progress import progress_range
+    from pathlib import Path
 
-    _checks.positive_int("ensemble_reduce", n_nets=n_nets, chunk=chunk)
-    mesh = ensemble_mesh() if mesh is None else mesh
+    from ._progress import progress_bar
+
+    fname = "ensemble_reduce"
+    _check_size(fname, n_nets, chunk)
+    _checks.positive_int(fname, checkpoint_every=checkpoint_every)
+    mesh = _mesh(fname, mesh)
     ndev = mesh.devices.size
     static = tuple(static)
     shift = jax.tree.map(np.asarray, _one_network(key, 0, tuple(operands), fn=fn, static=static))
-    total, total_cross = None, None
+    total, total_cross, first = None, None, 0
     plan = list(_chunks(n_nets, chunk, ndev))
-    for c in progress_range(0, len(plan), 1, desc=desc, enable=progress):
-        start, _, m_pad = plan[c]
-        res, _ = _reduce_chunk(key, _indices(start, m_pad, mesh), n_nets, shift, tuple(operands),
-                               fn=fn, static=static, mesh=mesh, cross=cross)
-        if cross is not None:
-            res, cr = res
-            cr = np.asarray(cr, dtype=np.float64)
-            total_cross = cr if total_cross is None else total_cross + cr
-        res = jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), res)
-        total = res if total is None else jax.tree.map(np.add, total, res)
+    fp = _fingerprint(fn, key, n_nets, chunk, ndev, operands, static, cross) if checkpoint is not None else None
+    if checkpoint is not None:
+        state = _load_checkpoint(checkpoint, fp)
+        if state is not None:
+            total, total_cross, first = state["sums"], state["cross"], state["next_chunk"]
+    done = sum(m for _, m, _ in plan[:first])
+    bar = progress_bar(n_nets, desc=desc, initial=done,
+                       enable=None if progress is None else (progress and len(plan) > 1))
+
+    # the running state is replaced as one object after each chunk, so that an interruption saves
+    # either the state before the chunk or after it, never a half-updated one
+    st = {"sums": total, "cross": total_cross, "next_chunk": first}
+
+    def save():
+        if checkpoint is not None and first < st["next_chunk"] < len(plan):
+            _save_checkpoint(checkpoint, {"fingerprint": fp, "n_nets": n_nets, **st})
+
+    try:
+        for c in range(first, len(plan)):
+            start, m, m_pad = plan[c]
+            res, _ = _reduce_chunk(key, _indices(start, m_pad, mesh), n_nets, shift, tuple(operands),
+                                   fn=fn, static=static, mesh=mesh, cross=cross)
+            cr = st["cross"]
+            if cross is not None:
+                res, chunk_cross = res
+                chunk_cross = np.asarray(chunk_cross, dtype=np.float64)
+                cr = chunk_cross if cr is None else cr + chunk_cross
+            res = jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), res)
+            sums = res if st["sums"] is None else jax.tree.map(np.add, st["sums"], res)
+            st = {"sums": sums, "cross": cr, "next_chunk": c + 1}
+            bar.update(m)
+            if (c + 1) % checkpoint_every == 0:
+                save()
+    except BaseException:
+        save()   # the sums of every completed chunk
+        raise
+    finally:
+        bar.close()
+    if checkpoint is not None and Path(checkpoint).exists():
+        Path(checkpoint).unlink()
+    total, total_cross = st["sums"], st["cross"]
     return {"n": n_nets, "shift": shift, "sums": total, "cross": total_cross}
 
 

@@ -9,8 +9,18 @@ which validates the parameters (same rules as the runner), switches on float64, 
 ``ch.glue(name, value)`` (a number for the prose), and ``ch.finish()`` (shows the chapter's
 ledger table, writes ``<results dir>/<chapter>.json`` and fails on any unexpected outcome).
 
-The results directory is ``$PDLT_RESULTS_DIR`` if set, else ``_build/results`` beside the
-book's ``_toc.yml`` found above the working directory, else nothing is written.
+The results directory is ``$PDLT_RESULTS_DIR`` if set, else ``runs/interactive`` beside the
+book's ``_toc.yml`` found above the working directory (a chapter run in Jupyter or by hand with
+Papermill), else nothing is written. Only the book build writes the book's ``_build/results``:
+its extension (:mod:`pdlt.sphinxext`) sets ``PDLT_RESULTS_DIR`` (and the token
+``PDLT_BOOK_BUILD``) for the kernels it starts, and ``pdlt.run`` sets it to its run directory.
+
+A results file records its ``state``: ``running`` from the moment a chapter starts (the previous
+file and headline figure are replaced then, so a chapter that fails or is interrupted never leaves
+an older result looking current), ``done`` when :meth:`Chapter.finish` wrote the ledger. Every file
+is written atomically (temporary name, ``os.replace``) as strict JSON (non-finite numbers become
+``null``, listed under ``nonfinite``). :func:`book_results` reads the results of the chapters of
+``_toc.yml`` only, each with the reasons (:func:`staleness`) it may not match the current build.
 """
 from __future__ import annotations
 
@@ -21,19 +31,21 @@ from pathlib import Path
 
 from . import _params
 from ._ledger import Ledger, LedgerEntry
-from ._provenance import provenance
+from ._provenance import atomic_savefig, atomic_write, dumps, lib_hash, provenance, versions
 
-__all__ = ["Chapter", "results_dir", "ledger_frame", "headline_path", "rerun_box", "RerunBox"]
+__all__ = ["Chapter", "results_dir", "ledger_frame", "headline_path", "rerun_box", "RerunBox", "book_results",
+           "staleness"]
 
 
 def results_dir() -> Path | None:
+    """``$PDLT_RESULTS_DIR``, else ``<checkout>/runs/interactive`` (never the book's ``_build/results``)."""
     env = os.environ.get("PDLT_RESULTS_DIR")
     if env:
         return Path(env)
     here = Path.cwd().resolve()
     for d in (here, *here.parents):
         if (d / "_toc.yml").exists():
-            return d / "_build" / "results"
+            return d / "runs" / "interactive"
     return None
 
 
@@ -42,6 +54,7 @@ class Chapter:
 
     def __init__(self, chapter: str, *, title: str = "", x64: bool = True, **params):
         _params.validate(params)
+        self._check_rules(chapter, params)
         import jax
 
         if x64:
@@ -49,8 +62,39 @@ class Chapter:
         self.chapter, self.title, self.params = chapter, title, dict(params)
         self.seed = int(params.get("seed", 0))
         self.ledger = Ledger(chapter)
-        self._t0 = time.perf_counter()
         self._started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self._mark_running()
+        self._t0 = time.perf_counter()
+
+    @staticmethod
+    def _check_rules(chapter, params):
+        """The chapter's cross-parameter rules (``# rule:`` lines of its parameters cell), where its
+        source is at hand (the runner checked them already; this catches edits made in Jupyter)."""
+        src = _chapter_source(chapter)
+        if src is None:
+            return
+        from .run import parameters_of
+
+        specs = parameters_of(src) or {}
+        rules = [r for r in getattr(specs, "rules", ()) if r.kind == "rule"]
+        merged = {s.name: s.default for s in specs.values()} | dict(params)
+        for r in rules:
+            r.check(merged)
+
+    def _mark_running(self):
+        """Replace the previous results of this chapter by a ``running`` record and drop its headline."""
+        out = results_dir()
+        if out is None:
+            return
+        for name in (f"{self.chapter}.png", f"{self.chapter}.headline.txt"):
+            try:
+                (out / name).unlink()
+            except FileNotFoundError:
+                pass
+        atomic_write(out / f"{self.chapter}.json", dumps({
+            "chapter": self.chapter, "title": self.title, "state": "running", "params": self.params,
+            "seed": self.seed, "started": self._started, "pid": os.getpid(),
+            "provenance": {"lib_hash": lib_hash(), "versions": versions()}, "ledger": []}))
 
     @property
     def key(self):
@@ -79,6 +123,7 @@ class Chapter:
             "params": self.params,
             "seed": self.seed,
             "started": self._started,
+            "state": "done",
             "wall_s": round(time.perf_counter() - self._t0, 3),
             "provenance": provenance(),
             "ledger": self.ledger.to_list(),
@@ -92,8 +137,7 @@ class Chapter:
         res = self.results()
         out = results_dir()
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / f"{self.chapter}.json").write_text(json.dumps(res, indent=1, default=float))
+            atomic_write(out / f"{self.chapter}.json", dumps(res))
         if show:
             try:
                 from IPython.display import display
@@ -120,11 +164,10 @@ class Chapter:
         out = headline_path(self.chapter)
         if out is None:
             return
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=dpi, bbox_inches="tight")
+        atomic_savefig(fig, out, dpi=dpi, bbox_inches="tight")
         cap = out.with_name(f"{self.chapter}.headline.txt")
         if caption:
-            cap.write_text(caption.strip() + "\n")
+            atomic_write(cap, caption.strip() + "\n")
         elif cap.exists():
             cap.unlink()
 
@@ -250,6 +293,11 @@ def _cli(value) -> str:
     return value if isinstance(value, str) else json.dumps(value).replace(" ", "")
 
 
+def _g(v, fmt=".6g") -> str:
+    """A number for a table; ``None`` (a non-finite value in strict JSON) shows as ``non-finite``."""
+    return "non-finite" if v is None else format(v, fmt)
+
+
 def ledger_frame(entries):
     """A pandas table of ledger entries (dicts), for display."""
     import pandas as pd
@@ -260,9 +308,64 @@ def ledger_frame(entries):
         verdict = LedgerEntry(**{k: e[k] for k in LedgerEntry.__dataclass_fields__ if k in e}).verdict()
         rows.append({
             "chapter": e["chapter"], "id": e["id"], "equation": e["equation"], "quantity": e["quantity"],
-            "theory": f"{e['theory']:.6g}",
-            "measured": f"{e['measured']:.6g}" + (f" ± {e['se']:.2g}" if e["se"] else ""),
+            "theory": _g(e["theory"]),
+            "measured": _g(e["measured"]) + (f" ± {_g(e['se'], '.2g')}" if e["se"] else ""),
             "Δ/σ": "" if dev is None else f"{dev:+.2f}",
             "rule": e["rule"], "result": verdict,
         })
     return pd.DataFrame(rows)
+
+
+def staleness(res: dict, defaults: dict | None = None, *, current_hash: str | None = None,
+              current_versions: dict | None = None) -> list[str]:
+    """Why a results record may not be this build's: not finished (``state``), another library hash,
+    other JAX/dependency versions, or parameters other than ``defaults`` (the chapter's CI values).
+    An empty list means it matches."""
+    why = []
+    state = res.get("state", "done")
+    if state != "done":
+        why.append(f"state {state}")
+    prov = res.get("provenance") or {}
+    h = current_hash or lib_hash()
+    if prov.get("lib_hash") and prov["lib_hash"] != h:
+        why.append(f"library {prov['lib_hash']} (build {h})")
+    cur = current_versions or versions()
+    theirs = prov.get("versions") or ({"jax": prov["jax_version"]} if prov.get("jax_version") else {})
+    diff = [f"{k} {v} (build {cur[k]})" for k, v in sorted(theirs.items()) if k in cur and cur[k] != v]
+    why += diff
+    if defaults is not None:
+        params = res.get("params") or {}
+        changed = [k for k in params if k in defaults and params[k] != defaults[k]
+                   and not (isinstance(params[k], (int, float)) and isinstance(defaults[k], (int, float))
+                            and float(params[k]) == float(defaults[k]))]
+        if changed:
+            why.append("parameters " + ", ".join(f"{k}={params[k]!r} (default {defaults[k]!r})" for k in changed))
+    return why
+
+
+def book_results(folder: Path | None = None, root: Path | None = None) -> dict[str, dict]:
+    """``{chapter id: results}`` of the chapters in the book's ``_toc.yml`` (files of other chapters,
+    e.g. left by a run into the same folder, are ignored), each with ``"_stale"``: :func:`staleness`
+    against the build's library hash, versions and the chapter's CI defaults."""
+    from .run import chapter_id, find_chapters, parameters_of
+
+    root = root or _find_root()
+    folder = Path(folder) if folder is not None else results_dir()
+    if root is None or folder is None or not folder.is_dir():
+        return {}
+    h, v = lib_hash(), versions()
+    out = {}
+    for path in find_chapters(root / "book"):
+        cid = chapter_id(path)
+        f = folder / f"{cid}.json"
+        try:
+            res = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(res, dict) or not isinstance(res.get("ledger"), list):
+            continue
+        specs = parameters_of(path) or {}
+        res["_stale"] = staleness(res, {s.name: s.default for s in specs.values()}, current_hash=h,
+                                  current_versions=v)
+        out[cid] = res
+    return out

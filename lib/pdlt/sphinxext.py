@@ -75,14 +75,24 @@ def _load(path: Path) -> dict | None:
     return res if isinstance(res, dict) and isinstance(res.get("ledger"), list) else None
 
 
-def load_results(folder: Path) -> dict[str, dict]:
-    """``{chapter id: results}`` of every results JSON in ``folder`` (files without a ledger skipped)."""
+def load_results(folder: Path, ci: bool = True) -> dict[str, dict]:
+    """``{chapter id: results}`` of every results JSON in ``folder`` (files without a ledger skipped),
+    each with ``"_stale"``: the reasons it may not be this build's (:func:`pdlt.book.staleness`; with
+    ``ci``, parameters other than the chapter's CI defaults count too). The pages list only chapters
+    of ``_toc.yml``."""
+    from .book import _chapter_source, staleness
+    from .run import parameters_of
+
     out = {}
     for f in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
         res = _load(f)
         if res is not None:
             res["_file"] = str(f)
-            out[res.get("chapter") or f.stem] = res
+            cid = res.get("chapter") or f.stem
+            src = _chapter_source(cid) if ci else None
+            specs = (parameters_of(src) or {}) if src is not None else None
+            res["_stale"] = staleness(res, None if specs is None else {s.name: s.default for s in specs.values()})
+            out[cid] = res
     return out
 
 
@@ -171,14 +181,15 @@ def kinds_text(c: dict) -> str:
 
 def _summary(res: dict) -> str:
     c = _counts(res)
+    stale = ("; NOT this build's result: " + "; ".join(res["_stale"])) if res.get("_stale") else ""
     if res.get("error"):
-        return f"execution failed: {res['error']}"
+        return f"execution failed: {res['error']}" + stale
     head = (f"{c['verified']} checks verified ({kinds_text(c)}), "
             f"{c['rejected']}/{c['controls']} negative controls rejected")
     if not c["bad"]:
-        return head
+        return head + stale
     return head + f"; {len(c['bad'])} NOT as expected" + (f" ({len(c['unpowered'])} unpowered or without a null)"
-                                                          if c["unpowered"] else "")
+                                                          if c["unpowered"] else "") + stale
 
 
 # ----------------------------------------------------------------------------------- nodes
@@ -241,7 +252,7 @@ def render_gallery(app, fromdoc: str) -> list[nodes.Node]:
             else:
                 img = '<span class="pdlt-card-noimg">no headline figure (ch.headline(fig))</span>'
             caption = cap_file.read_text().strip() if cap_file.exists() else ""
-            ok = not _counts(res)["bad"] and not res.get("error")
+            ok = not _counts(res)["bad"] and not res.get("error") and not res.get("_stale")
             cards.append(
                 f'<a class="pdlt-card{"" if ok else " pdlt-card-bad"}" '
                 f'href="{escape(app.builder.get_relative_uri(fromdoc, doc))}">{img}'
@@ -301,12 +312,14 @@ def _row(app, fromdoc, doc, res, scale, current):
         device += f" ×{len(prov['devices'])}"
     name = _para(_link(app, fromdoc, doc, chapter_id(Path(doc))) if doc else res.get("chapter", "?"))
     bad = "none" if not c["bad"] and not res.get("error") else ", ".join(c["bad"]) or str(res.get("error"))
+    stale = [w for w in res.get("_stale") or [] if not w.startswith("library ")]  # (the hash shows ≠ current)
     return [
         name, scale,
         _cell(started[:10], started[11:16] + (" " + started[19:] if len(started) > 19 else "")),
         _cell(*times),
         _cell(device, "float64" if prov.get("x64") else "float32"),
-        _cell(h + ("" if not h or h == current else " (≠ current)"), f"seed {res.get('seed', '')}"),
+        _cell(h + ("" if not h or h == current else " (≠ current)"), f"seed {res.get('seed', '')}",
+              *(["not this build's: " + "; ".join(stale)] if stale else [])),
         _cell(f"{c['verified']} / {c['measured'] + c['exact']} checks passed ({c['measured']} measured, "
               f"{c['exact']} exact)",
               f"{c['consistency']} consistency (not counted)",
@@ -318,7 +331,7 @@ def _row(app, fromdoc, doc, res, scale, current):
 def render_status(app, fromdoc: str) -> list[nodes.Node]:
     results = load_results(results_dir(app))
     full_dir = Path(app.confdir) / app.config.pdlt_full_results
-    full = load_results(full_dir)
+    full = load_results(full_dir, ci=False)
     current = lib_hash()
     docs = [d for _, ds in toc_parts(app) for d in ds if d in chapter_docnames(app)]
     by_cid = {chapter_id(Path(d)): d for d in docs}
@@ -521,7 +534,9 @@ def render_ledger(app, fromdoc: str) -> list[nodes.Node]:
         return [_para("No chapter has been executed yet: run ", nodes.literal(text="make book"), ".")]
     docs = {chapter_id(Path(d)): d for _, ds in toc_parts(app) for d in ds if d in chapter_docnames(app)}
     order = {cid: i for i, cid in enumerate(docs)}
-    results = dict(sorted(results.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+    # only chapters of the table of contents, in reading order
+    results = dict(sorted(((k, v) for k, v in results.items() if k in docs), key=lambda kv: order[kv[0]]))
+    stale = {cid: r["_stale"] for cid, r in results.items() if r.get("_stale")}
 
     def href(cid, anc):
         doc = docs.get(cid)
@@ -532,7 +547,11 @@ def render_ledger(app, fromdoc: str) -> list[nodes.Node]:
     here = app.builder.get_target_uri(fromdoc)
     uris = {k: relative_uri(here, f"_static/pdlt/{v}") for k, v in names.items()}
     titles = {cid: _title(app, doc) for cid, doc in docs.items()}
-    return [nodes.raw("", ledger_html(results, href, titles, uris), format="html")]
+    out = [nodes.raw("", ledger_html(results, href, titles, uris), format="html")]
+    if stale:
+        out.insert(0, _para("Not this build's results (other library, versions, parameters or unfinished): "
+                            + "; ".join(f"{c}: {', '.join(w)}" for c, w in stale.items())))
+    return out
 
 
 RENDER = {"gallery": render_gallery, "reading-order": render_reading_order, "status": render_status,
@@ -675,6 +694,12 @@ def _finished(app, exception):
 
 
 def setup(app):
+    # the book build is the one writer of the book's results: the kernels it starts inherit these
+    # (a chapter run elsewhere writes to runs/, see pdlt.book.results_dir)
+    from ._provenance import build_hash
+
+    os.environ.setdefault("PDLT_RESULTS_DIR", str(Path(app.confdir) / "_build" / "results"))
+    os.environ["PDLT_BOOK_BUILD"] = build_hash()
     app.add_config_value("pdlt_read_last", [], "env")
     app.add_config_value("pdlt_launch_branch", "gh-pages", "html")
     app.add_config_value("pdlt_launch_path", "notebooks", "html")

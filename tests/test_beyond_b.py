@@ -101,6 +101,43 @@ def test_saxe_validation():
         pdlt.deep_mode_ode([1.0, 2.0], 1.0, 0.1, 2)
 
 
+def _square_target(key, n):
+    U, V = _frames(key, n, n, n)
+    return U @ jnp.diag(jnp.linspace(0.5, 3.0, n)) @ V.T
+
+
+def test_nested_learning_times_single_depth_is_learning_times():
+    # with one depth the nested draw is the plain orthogonal draw under the key learning_times folds in
+    key, T = jax.random.key(3), _square_target(jax.random.key(4), 4)
+    a = pdlt.nested_orthogonal_learning_times(jax.random.fold_in(key, 4), T, [4], eta0=0.1, steps=400,
+                                              n_seeds=3)
+    b = pdlt.learning_times(key, T, [4], kind="orthogonal", eta0=0.1, steps=400, n_seeds=3)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_nested_learning_times_depth_one_is_exact_regression():
+    # D = 1 shares P = O_2 O_1 with D = 2; at D = 1 gradient descent contracts T - P by (1 - eta0) per
+    # step, so the loss is (1 - eta0)^(2t) L_0 and the crossing time has a closed form
+    key, n, eta0 = jax.random.key(5), 4, 0.1
+    T = _square_target(jax.random.key(6), n)
+    t = pdlt.nested_orthogonal_learning_times(key, T, [1, 2], eta0=eta0, steps=300, n_seeds=4)
+    O = dld._init_batch(key, n, 2, "orthogonal", 1.0, 4)
+    P = O[1] @ O[0]
+    L0 = 0.5 * np.sum((np.asarray(T) - np.asarray(P)) ** 2, axis=(1, 2))
+    t_exact = np.log(1e-2 * 0.5 * float(np.sum(np.asarray(T) ** 2)) / L0) / (2 * np.log(1 - eta0))
+    # the runner interpolates linearly between integer steps of a convex decreasing curve
+    assert np.all(np.abs(t[:, 0] - t_exact) < 1.0)
+    assert t.shape == (4, 2)
+
+
+def test_nested_learning_times_validation():
+    T = jnp.eye(3)
+    with pytest.raises(pdlt.PDLTValueError, match="divide"):
+        pdlt.nested_orthogonal_learning_times(jax.random.key(0), T, [2, 3], steps=10)
+    with pytest.raises(pdlt.PDLTValueError, match="square"):
+        pdlt.nested_orthogonal_learning_times(jax.random.key(0), jnp.ones((2, 3)), [1], steps=10)
+
+
 # ----------------------------------------------------------------- length distortion
 def test_straight_line_through_linear_net():
     """The image of a segment under a linear net x -> M x has length ||M (b - a)|| (jvp speeds, exactly)."""

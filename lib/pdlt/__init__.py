@@ -222,3 +222,5 @@ from ._sharding import moments_from_sums as moments_from_sums  # noqa: E402
 # the results ledger: entries, soundness (null and power)
 from ._ledger import LedgerEntry as LedgerEntry  # noqa: E402
 from ._ledger import unpowered as unpowered  # noqa: E402
+# paired (common-random-number) learning times across depth
+from ._deep_linear_dynamics import nested_orthogonal_learning_times as nested_orthogonal_learning_times  # noqa: E402

@@ -38,7 +38,8 @@ from ._haar import haar_frame
 __all__ = [
     "saxe_logistic", "saxe_half_time", "deep_mode_rhs", "deep_mode_ode", "deep_mode_time",
     "aligned_deep_linear_init", "random_deep_linear_init", "deep_linear_product", "deep_linear_gd",
-    "mode_strengths", "aligned_gd_map", "first_crossing", "learning_times", "gaussian_product_log_norm",
+    "mode_strengths", "aligned_gd_map", "first_crossing", "learning_times", "nested_orthogonal_learning_times",
+    "gaussian_product_log_norm",
 ]
 
 
@@ -337,6 +338,65 @@ def learning_times(key, T, depths, *, kind: str = "orthogonal", eta0=0.05, steps
         for i in range(n_seeds):
             out[i, j] = first_crossing(np.arange(steps + 1), -np.asarray(losses[i]), -threshold * target)
     return out
+
+
+def nested_orthogonal_learning_times(key, T, depths, *, eta0=0.05, steps: int = 4000, n_seeds: int = 8,
+                                     threshold=1e-2):
+    r"""Learning times of orthogonally initialized networks of several depths that share one end-to-end map.
+
+    For each seed ``i``, ``D_max = max(depths)`` Haar orthogonal ``(n, n)`` matrices
+    :math:`O_1,\dots,O_{D_{\max}}` are drawn from ``fold_in(key, i)``. The depth-``D`` network (``D`` must
+    divide ``D_max``) takes as its ``k``-th layer the product of the ``k``-th run of ``D_max/D`` consecutive
+    :math:`O`'s. A product of independent Haar matrices is Haar, and the runs are disjoint, so every depth
+    has exactly the law of :func:`random_deep_linear_init` (``kind="orthogonal"``); but all depths of one
+    seed start from the *same* end-to-end map :math:`P = O_{D_{\max}}\cdots O_1` (common random numbers).
+    Orthogonal layers are balanced, :math:`W_{k+1}^TW_{k+1} = W_kW_k^T`, which gradient flow preserves; the
+    end-to-end map then obeys a closed equation in :math:`P` alone, whose preconditioner
+    :math:`\frac1D\sum_{k=1}^{D}(PP^T)^{(D-k)/D}\,(\cdot)\,(P^TP)^{(k-1)/D}` is a Riemann sum in
+    :math:`k/D` (with the step ``eta0 / D``). Under the flow the learning time is therefore a function of
+    :math:`P` and ``D`` only, smooth in ``1/D``, and the coupling removes the seed-to-seed spread of
+    :math:`P` from differences between depths. (The coupling and this argument are ours.)
+
+    Each network is trained as in :func:`learning_times` (step ``eta0 / D``, loss below ``threshold`` times
+    :math:`\tfrac12\lVert T\rVert_F^2`).
+
+    Args:
+      key: PRNG key. T: square target ``(n, n)``. depths: depths ``D >= 1``, each dividing ``max(depths)``.
+      eta0, steps, n_seeds, threshold: as in :func:`learning_times`.
+    Returns: array ``(n_seeds, len(depths))`` of crossing times in steps (linear interpolation);
+      NaN where the criterion is not reached within ``steps``.
+    Raises: PDLTValueError on bad arguments.
+    """
+    fn = "nested_orthogonal_learning_times"
+    T = jnp.asarray(T, float)
+    if T.ndim != 2 or T.shape[0] != T.shape[1]:
+        raise _checks.PDLTValueError(f"{fn}: `T` must be a square matrix, got shape {T.shape}")
+    depths = _checks.widths(fn, "depths", depths)
+    d_max = max(depths)
+    if any(d_max % D for D in depths):
+        raise _checks.PDLTValueError(f"{fn}: every entry of `depths` must divide max(depths) = {d_max}, "
+                                     f"got {depths}")
+    _checks.positive(fn, eta0=eta0, threshold=threshold)
+    _checks.positive_int(fn, steps=steps, n_seeds=n_seeds)
+    n = T.shape[0]
+    target = 0.5 * float(jnp.sum(T**2))
+    O = _init_batch(key, n, d_max, "orthogonal", 1.0, n_seeds)
+    out = np.full((n_seeds, len(depths)), np.nan)
+    for j, D in enumerate(depths):
+        m = d_max // D
+        Ws = tuple(_run_product(O[k * m:(k + 1) * m]) for k in range(D))
+        losses = _gd_losses(Ws, T, eta0 / D, steps)
+        for i in range(n_seeds):
+            out[i, j] = first_crossing(np.arange(steps + 1), -np.asarray(losses[i]), -threshold * target)
+    return out
+
+
+def _run_product(Os):
+    """O_m ... O_1 for a run (O_1, ..., O_m) of batched matrices."""
+    P = Os[0]
+    for O in Os[1:]:
+        P = O @ P
+    return P
 
 
 @partial(jax.jit, static_argnames=("n", "depth", "kind", "n_seeds"))

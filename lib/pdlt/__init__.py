@@ -218,3 +218,9 @@ from ._sharding import ensemble_map as ensemble_map  # noqa: E402
 from ._sharding import ensemble_mesh as ensemble_mesh  # noqa: E402
 from ._sharding import ensemble_reduce as ensemble_reduce  # noqa: E402
 from ._sharding import moments_from_sums as moments_from_sums  # noqa: E402
+# network descriptions (frozen, validated; consumed by pdlt.nets.kernels / ntk / init / apply / sample)
+from . import nets as nets  # noqa: E402
+from .nets import LearningRates as LearningRates  # noqa: E402
+from .nets import MLP as MLP  # noqa: E402
+from .nets import ResidualMLP as ResidualMLP  # noqa: E402
+from .nets import WeightLaw as WeightLaw  # noqa: E402

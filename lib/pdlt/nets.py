@@ -442,24 +442,16 @@ def init(net: ResidualMLP, key, *, dtype=None):
     entry ``2(ell-1)``, b from ``2ell-1``). Other laws: the layout of :func:`pdlt.mlp_forward_with`
     (layer ell from ``fold_in(key, ell-1)`` split into (weight, bias) keys).
     """
-    import jax
     import jax.numpy as jnp
 
     from ._mlp import init_mlp
-    from ._weights import sample_weights
+    from ._weights import sampled_params
 
     _check("nets.init", net)
     if net.weights.is_gaussian:
         return init_mlp(key, net.n0, net.widths, C_b=net.C_b, C_W=net.C_W, dtype=dtype)
-    dtype = dtype or jnp.result_type(float)
-    params, fan_in = [], net.n0
-    for ell, n in enumerate(net.widths):
-        kw, kb = jax.random.split(jax.random.fold_in(key, ell))
-        s = weight_sampler_of(net.weights, input_layer=ell == 0)
-        W = sample_weights(kw, s, n, fan_in, C_W=net.C_W[ell], dtype=dtype)
-        params.append((W, jax.random.normal(kb, (n,), dtype) * jnp.sqrt(net.C_b[ell])))
-        fan_in = n
-    return tuple(params)
+    samplers = (weight_sampler_of(net.weights, input_layer=True),) + (weight_sampler_of(net.weights),) * (net.L - 1)
+    return sampled_params(key, net.n0, net.widths, samplers, net.C_b, net.C_W, dtype or jnp.result_type(float))
 
 
 def apply(net: ResidualMLP, params, x):

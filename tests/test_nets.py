@@ -179,3 +179,46 @@ def test_parametrizations():
         _, r = nets.parametrized(name, base, base_width=8)
         q = nets.to_parametrization(name, base, base_width=8)
         assert tuple(lw / f for lw, f in zip(r.lambda_W, fans)) == (q.lr[0], q.lr[1], q.lr[1], q.lr[2])
+
+
+# ------------------------------------------------------------------ the API reference pages
+
+def _api_pages():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pages = sorted((root / "book" / "api").glob("*.rst"))
+    names = set()
+    for p in pages:
+        names |= set(re.findall(r"^\.\. auto(?:function|class|data):: (\S+)", p.read_text(), flags=re.M))
+    return root, pages, names
+
+
+def test_api_pages_are_in_the_toc_and_configured():
+    import yaml
+
+    root, pages, _ = _api_pages()
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    library = [p for p in toc["parts"] if p["caption"] == "Library"]
+    assert library, "_toc.yml has no Library part"
+    listed = {library[0]["chapters"][0]["file"]} | {s["file"] for s in library[0]["chapters"][0]["sections"]}
+    assert listed == {f"book/api/{p.stem}" for p in pages}
+    ext = yaml.safe_load((root / "_config.yml").read_text())["sphinx"]["extra_extensions"]
+    assert {"sphinx.ext.autodoc", "sphinx.ext.autosummary"} <= set(ext)
+
+
+def test_every_documented_name_imports_and_every_public_name_is_documented():
+    import importlib
+
+    _, _, names = _api_pages()
+    for full in names:
+        name = full[len("pdlt."):] if full.startswith("pdlt.") else full
+        obj = pdlt
+        for part in name.split("."):
+            obj = getattr(obj, part)          # what autodoc imports
+        assert obj is not None, full
+    public = {n for n in dir(pdlt) if not n.startswith("_") and n not in ("annotations", "book", "nets")}
+    documented = {n for n in names if "." not in n}
+    assert public <= documented, f"undocumented public names: {sorted(public - documented)}"
+    assert importlib.import_module("pdlt.nets")

@@ -98,7 +98,7 @@ def _per_layer(cls, name, value, L, *, positive):
 class WeightLaw:
     r"""The law of every weight matrix, with the book's second moment :math:`E[W_{ij}^2] = C_W/n_{\rm in}`.
 
-    Fields:
+    Attributes:
       kind: ``"gaussian"`` (the book), ``"orthogonal"`` (Haar), ``"sparse"`` (Bernoulli(``density``)
         mask times Gaussian entries), ``"low_rank"`` (a product of two Gaussian factors).
       density: keep probability of the sparse mask, in (0, 1].
@@ -149,7 +149,7 @@ class ResidualMLP:
     r"""A residual MLP (PDLT Appendix B): :math:`z^{(1)} = b^{(1)} + W^{(1)}x` and, for :math:`\ell \ge 1`,
     :math:`z^{(\ell+1)} = \xi z^{(\ell)} + \gamma[b^{(\ell+1)} + W^{(\ell+1)}\sigma(z^{(\ell)})]`.
 
-    Fields:
+    Attributes:
       n0: input dimension (integer >= 1).
       widths: ``(n_1, ..., n_L)``, integers >= 1; ``L = len(widths)`` counts every layer with weights,
         the output layer included. With a skip connection (``xi != 0``) all widths must be equal.
@@ -281,7 +281,8 @@ class LearningRates:
     r"""The book's diagonal learning-rate tensor (PDLT §7.2, §8.0): :math:`\lambda_b^{(\ell)}` for the
     biases of layer :math:`\ell` and :math:`\lambda_W^{(\ell)}/n_{\ell-1}` for its weights.
 
-    Fields: lambda_b, lambda_W: scalars (every layer) or one value per layer ell = 1..L, >= 0.
+    Attributes:
+      lambda_b, lambda_W: scalars (every layer) or one value per layer ell = 1..L, >= 0.
     The length is checked against a network with :meth:`per_layer`.
     """
 

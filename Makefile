@@ -97,3 +97,8 @@ bench-peer: $(PEER_VENV)/.installed
 # 10^6 networks of width 256 and depth 16, streamed in chunks (peak memory reported; long on CPU)
 bench-stream: setup
 	$(PY) bench/run.py --skip w1 stat w2 w3 w4 scaling --stream 1000000 --out bench/results/stream-1e6.json
+
+# ---- device check: benchmarks + two chapters at full scale in <= 8 min on one GPU (GPU_CHECK_SCALE=ci: CPU smoke)
+.PHONY: gpu-check
+gpu-check:
+	$(PY) bench/gpu_check.py $(GPU_CHECK_ARGS)

@@ -108,3 +108,8 @@ PDF ?= _build/pdf/book.pdf
 pdf: html
 	"$(PY)" -m pdlt.pdf --root . --html _build/html --out "$(PDF)"
 	@echo "The book as one PDF: $(CURDIR)/$(PDF)"
+
+# ---- device check: benchmarks + two chapters at full scale in <= 8 min on one GPU (GPU_CHECK_SCALE=ci: CPU smoke)
+.PHONY: gpu-check
+gpu-check:
+	"$(PY)" bench/gpu_check.py $(GPU_CHECK_ARGS)

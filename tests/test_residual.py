@@ -161,3 +161,19 @@ def test_bad_input_raises():
         pdlt.residual_critical_xi(1.5)
     with pytest.raises(pdlt.PDLTValueError, match="classes"):
         pdlt.residual_nu(0.5, activation="sigmoid")
+
+
+def test_resnet_and_residual_recursions_are_one_convention():
+    """The large-depth ResNet of L blocks is the Appendix-B residual MLP of L + 1 layers with
+    gamma = L^-alpha (one implementation, two counting conventions)."""
+    import numpy as np
+
+    import pdlt
+
+    x = np.random.default_rng(1).normal(size=(3, 4))
+    K0 = pdlt.input_kernel(x, C_b=0.1, C_W=1.3)
+    for act in ("relu", "tanh"):
+        a = pdlt.resnet_kernel_recursion(K0, L=6, alpha=0.5, C_W=1.7, C_b=0.05, activation=act, skip=0.9)
+        b = pdlt.residual_kernel_recursion(K0, xi=0.9, gamma=pdlt.branch_multiplier(6, 0.5), C_b=0.05, C_W=1.7,
+                                           L=7, activation=act)
+        np.testing.assert_allclose(a, b, rtol=1e-15, atol=0)

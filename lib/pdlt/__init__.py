@@ -224,3 +224,9 @@ from ._ledger import LedgerEntry as LedgerEntry  # noqa: E402
 from ._ledger import unpowered as unpowered  # noqa: E402
 # paired (common-random-number) learning times across depth
 from ._deep_linear_dynamics import nested_orthogonal_learning_times as nested_orthogonal_learning_times  # noqa: E402
+# network descriptions (frozen, validated; consumed by pdlt.nets.kernels / ntk / init / apply / sample)
+from . import nets as nets  # noqa: E402
+from .nets import LearningRates as LearningRates  # noqa: E402
+from .nets import MLP as MLP  # noqa: E402
+from .nets import ResidualMLP as ResidualMLP  # noqa: E402
+from .nets import WeightLaw as WeightLaw  # noqa: E402

@@ -22,7 +22,6 @@ SWISH), or no criticality (sigmoid, softplus, step), which raises.
 """
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -31,6 +30,7 @@ import numpy as np
 
 from . import _checks
 from ._activations import Activation, get_activation
+from ._gaussian import gaussian_expectation
 
 __all__ = [
     "Criticality",
@@ -166,27 +166,15 @@ def fixed_point(activation, *, C_b: float, C_W: float, K0: float = 1.0, max_iter
 
 # ----------------------------------------------------------------------------- accurate 1-D integrals
 
-@functools.lru_cache(maxsize=None)
-def _dense_nodes(panels: int = 56, per: int = 24, half: float = 14.0):
-    x, w = np.polynomial.legendre.leggauss(per)
-    edges = np.linspace(-half, half, panels + 1)
-    a, b = edges[:-1, None], edges[1:, None]
-    X = (0.5 * (b - a) * x + 0.5 * (a + b)).ravel()
-    W = (0.5 * (b - a) * w).ravel() * np.exp(-0.5 * X**2) / np.sqrt(2 * np.pi)
-    return X, W
-
-
 def dense_expectation(f, K):
-    r""":math:`\langle f\rangle_K` by composite Gauss-Legendre on :math:`[-14\sqrt K, 14\sqrt K]` (1344 nodes).
+    r""":math:`\langle f\rangle_K` by composite Gauss-Legendre on :math:`[-14\sqrt K, 14\sqrt K]` (1344 nodes):
+    :func:`pdlt.gaussian_expectation` with ``rule="dense"``.
 
     An integrator independent of Gauss-Hermite, accurate to ~1e-14 for smooth ``f`` of moderate
     growth at any K (Gauss-Hermite with a fixed node count loses accuracy at large K for functions
     that are not polynomial-like). Used for root finding and cross-checks.
     """
-    X, W = _dense_nodes()
-    K = jnp.asarray(K, dtype=jnp.result_type(float))
-    z = jnp.sqrt(K)[..., None] * jnp.asarray(X, K.dtype)
-    return jnp.sum(jnp.asarray(W, K.dtype) * f(z), axis=-1)
+    return gaussian_expectation(f, K, rule="dense")
 
 
 def _dense_dK(f, K):

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from . import _checks
 from ._activations import get_activation
-from ._mlp import mlp_apply
+from ._mlp import forward_pass, mlp_apply
 
 __all__ = ["empirical_ntk", "empirical_ntk_autodiff", "empirical_ntk_forward", "ntk_forward_step", "learning_rate_tensor"]
 
@@ -38,13 +38,9 @@ def learning_rate_tensor(L: int, lambda_b=1.0, lambda_W=1.0, *, fn: str = "learn
 
 
 def _forward(params, x, sigma):
-    hs, zs, h = [x], [], x
-    for W, b in params:
-        z = h @ W.T + b
-        zs.append(z)
-        h = sigma(z)
-        hs.append(h)
-    return hs, zs
+    """Activations ``[x, sigma(z^(1)), ..., sigma(z^(L))]`` and preactivations ``z^(1..L)``."""
+    zs = forward_pass(params, x, sigma)
+    return [x] + [sigma(z) for z in zs], zs
 
 
 def empirical_ntk(params, x, activation="relu", *, lambda_b=1.0, lambda_W=1.0, per_layer: bool = False):

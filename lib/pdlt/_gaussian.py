@@ -65,15 +65,39 @@ def std_normal_nodes(deg: int = DEG1, dtype=None):
     return jnp.asarray(x, dtype), jnp.asarray(w, dtype)
 
 
-def gaussian_expectation(f, K, *, deg: int = DEG1):
+RULES = ("hermite", "dense")
+
+
+@functools.lru_cache(maxsize=None)
+def _dense_nodes(panels: int = 56, per: int = 24, half: float = 14.0):
+    """Composite Gauss-Legendre on [-half, half] (``panels`` panels of ``per`` nodes), Gaussian-weighted."""
+    x, w = np.polynomial.legendre.leggauss(per)
+    edges = np.linspace(-half, half, panels + 1)
+    a, b = edges[:-1, None], edges[1:, None]
+    X = (0.5 * (b - a) * x + 0.5 * (a + b)).ravel()
+    W = (0.5 * (b - a) * w).ravel() * np.exp(-0.5 * X**2) / np.sqrt(2 * np.pi)
+    return X, W
+
+
+def gaussian_expectation(f, K, *, deg: int = DEG1, rule: str = "hermite"):
     r"""One-variable Gaussian expectation :math:`\langle f(z)\rangle_K = E[f(z)],\ z\sim\mathcal N(0,K)`.
 
     Args:
       f: elementwise function of one array argument.
       K: variance, scalar or array (broadcasts; the result has K's shape). ``K >= 0``.
-      deg: Gauss-Hermite nodes.
+      deg: Gauss-Hermite nodes (``rule="hermite"``).
+      rule: ``"hermite"`` (default): ``deg``-node Gauss-Hermite. ``"dense"``: composite Gauss-Legendre
+        on :math:`[-14\sqrt K, 14\sqrt K]` (56 panels of 24 nodes), accurate to ~1e-14 for smooth f of
+        moderate growth at any K, where a fixed-order Gauss-Hermite rule loses digits at large K for
+        functions that are not polynomial-like (the criticality root finding uses it).
     Returns: array of K's shape and dtype.
     """
+    _checks.one_of("gaussian_expectation", "rule", rule, RULES)
+    if rule == "dense":
+        X, W = _dense_nodes()
+        K = jnp.asarray(K, dtype=jnp.result_type(float))
+        z = jnp.sqrt(K)[..., None] * jnp.asarray(X, K.dtype)
+        return jnp.sum(jnp.asarray(W, K.dtype) * f(z), axis=-1)
     K = jnp.asarray(K)
     _checks.nonnegative("gaussian_expectation", K=K)
     x, w = std_normal_nodes(deg, K.dtype if jnp.issubdtype(K.dtype, jnp.floating) else None)
@@ -231,16 +255,19 @@ def _closed_pair_map(fn, K):
 
 # --------------------------------------------------------------------------- several variables
 
-def psd_factor(K):
+def psd_factor(K, *, jitter: float | None = None):
     r"""A factor ``R`` with :math:`R R^\top = K` for a positive semi-definite ``K`` of shape ``(..., N, N)``.
 
-    Cholesky with a relative jitter of 1e-12 (float64) or 1e-6 (float32) times ``tr K / N``, so that a
-    singular kernel (coincident inputs, or K = 0) still factors. Lower triangular: the first variable
-    is ``R[0,0] x_0``, so a kink of an activation at ``z_0 = 0`` lies on a grid axis.
+    Cholesky of :math:`K + \epsilon I` with :math:`\epsilon` = ``jitter`` (default 1e-12 in float64,
+    1e-6 in float32) times ``tr K / N``, so that a singular kernel (coincident inputs) still factors.
+    A kernel that is exactly 0 (every ReLU of a layer off) gives R = 0. Lower triangular: the first
+    variable is ``R[0,0] x_0``, so a kink of an activation at ``z_0 = 0`` lies on a grid axis.
+    The one PSD factor of the library (the conditional samplers and the quadratures use it).
     """
     K = jnp.asarray(K)
     N = K.shape[-1]
-    jitter = 1e-12 if K.dtype == jnp.float64 else 1e-6
+    if jitter is None:
+        jitter = 1e-12 if K.dtype == jnp.float64 else 1e-6
     scale = jnp.maximum(jnp.trace(K, axis1=-2, axis2=-1) / N, jnp.finfo(K.dtype).tiny)[..., None, None]
     R = jnp.linalg.cholesky(K + jitter * scale * jnp.eye(N, dtype=K.dtype))
     return jnp.where(jnp.isfinite(R), R, 0.0)  # K = 0 (e.g. every ReLU of a layer off): R = 0

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from . import _checks
 from ._activations import get_activation
 
-__all__ = ["init_mlp", "mlp_preactivations", "mlp_apply", "network_key"]
+__all__ = ["init_mlp", "mlp_preactivations", "mlp_apply", "network_key", "forward_pass"]
 
 
 def network_key(key, index):
@@ -44,14 +44,18 @@ def init_mlp(key, n0: int, widths, *, C_b=0.0, C_W=1.0, dtype=None):
       key: a ``jax.random.key``.
       n0: input dimension.
       widths: ``(n_1, ..., n_L)``; the last entry is the output width.
-      C_b, C_W: scalars, or sequences of length L (one per layer).
+      C_b, C_W: scalars, or sequences of length L (one per layer ell = 1..L); traced scalars are
+        accepted inside ``jit`` (unchecked).
     Returns: tuple of L pairs ``(W, b)``; ``W^{(ell)}`` has shape ``(n_ell, n_{ell-1})``.
     """
     fn = "init_mlp"
     _checks.positive_int(fn, n0=n0)
     widths = _checks.widths(fn, "widths", widths)
     L = len(widths)
-    Cb, Cw = _checks.per_layer_variances(fn, C_b, C_W, L)
+    if any(isinstance(c, jax.core.Tracer) for c in (C_b, C_W)):   # traced scalars (inside jit): no value checks
+        Cb, Cw = ((c,) * L if jnp.ndim(c) == 0 else tuple(c) for c in (C_b, C_W))
+    else:
+        Cb, Cw = _checks.per_layer_variances(fn, C_b, C_W, L)
     dtype = dtype or jnp.result_type(float)
     keys = jax.random.split(key, 2 * L)
     params, fan_in = [], n0
@@ -68,12 +72,27 @@ def mlp_preactivations(params, x, activation="relu"):
 
     Returns: list of L arrays, ``z^(ell)`` of shape ``(N, n_ell)``.
     """
-    sigma = get_activation(activation, "mlp_preactivations").sigma
-    zs, h = [], x
-    for ell, (W, b) in enumerate(params):
-        z = h @ W.T + b
+    return forward_pass(params, x, get_activation(activation, "mlp_preactivations").sigma)
+
+
+def forward_pass(params, x, sigma, *, xi=None, gamma=None):
+    r"""The one explicit forward pass of the library: preactivations ``z^(1)..z^(L)`` of one network.
+
+    :math:`z^{(1)} = b^{(1)} + W^{(1)}x`; then :math:`z^{(\ell+1)} = b^{(\ell+1)} + W^{(\ell+1)}\sigma(z^{(\ell)})`
+    (``xi`` None: the plain MLP), or :math:`z^{(\ell+1)} = \xi z^{(\ell)} + \gamma[b^{(\ell+1)} + W^{(\ell+1)}\sigma(z^{(\ell)})]`
+    (the residual MLP of PDLT Appendix B).
+
+    Args: params: sequence of L pairs ``(W, b)``; x: ``(N, n0)``; sigma: the activation function;
+      xi, gamma: skip and branch multipliers (both or neither).
+    Returns: list of L arrays ``(N, n_ell)``.
+    """
+    W, b = params[0]
+    z = x @ W.T + b
+    zs = [z]
+    for W, b in params[1:]:
+        branch = sigma(z) @ W.T + b
+        z = branch if xi is None else xi * z + gamma * branch
         zs.append(z)
-        h = sigma(z)
     return zs
 
 

@@ -29,7 +29,8 @@ def ntk_recursion(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambd
 
     Args:
       x: inputs ``(N, n0)``.
-      C_b, C_W: scalars (same at every layer).
+      C_b, C_W: scalars (same at every layer) or sequences of length L (layer 1..L; layer 1's enter
+        :math:`K^{(1)}`, layer ell+1's the step from ell to ell+1).
       L: depth (>= 1).
       activation: registry name.
       lambda_b, lambda_W: learning rates, scalars or sequences of length L (layer 1..L), >= 0.
@@ -43,31 +44,30 @@ def ntk_recursion(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambd
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     if x.ndim != 2:
         raise _checks.PDLTValueError(f"{fn}: `x` must have shape (N, n0), got {x.shape}")
-    _checks.nonnegative(fn, C_b=C_b)
-    _checks.positive(fn, C_W=C_W)
+    Cb, Cw = _checks.per_layer_variances(fn, C_b, C_W, L)
     dt = x.dtype
-    return _ntk_recursion(x, jnp.asarray(C_b, dt), jnp.asarray(C_W, dt), jnp.asarray(lb, dt), jnp.asarray(lw, dt),
+    return _ntk_recursion(x, jnp.asarray(Cb, dt), jnp.asarray(Cw, dt), jnp.asarray(lb, dt), jnp.asarray(lw, dt),
                           L, act.name, deg)
 
 
 @partial(jax.jit, static_argnames=("L", "activation", "deg"))
-def _ntk_recursion(x, C_b, C_W, lb, lw, L, activation, deg):
+def _ntk_recursion(x, Cb, Cw, lb, lw, L, activation, deg):
     # One compiled program from the inputs to the last layer: the first-layer kernels are built inside
     # it (no eager dispatches). Shallow networks unroll the layer loop (XLA then writes every layer
     # straight into the stacked output); deep ones use a scan (compile time independent of L).
     xx = (x @ x.T) / x.shape[1]
-    K1 = C_b + C_W * xx                                    # input_kernel, PDLT eq. (4.8)
+    K1 = Cb[0] + Cw[0] * xx                                # input_kernel, PDLT eq. (4.8)
     T1 = lb[0] + lw[0] * xx
 
-    def step(K, T, b, w):
+    def step(K, T, b, w, cb, cw):
         s = kernel_map(activation, K, deg=deg)
         ds = derivative_kernel_map(activation, K, deg=deg)
-        return C_b + C_W * s, b + w * s + C_W * ds * T
+        return cb + cw * s, b + w * s + cw * ds * T
 
     if L <= _UNROLL_MAX_L:
         Ks, Ts = [K1], [T1]
         for ell in range(1, L):
-            K, T = step(Ks[-1], Ts[-1], lb[ell], lw[ell])
+            K, T = step(Ks[-1], Ts[-1], lb[ell], lw[ell], Cb[ell], Cw[ell])
             Ks.append(K)
             Ts.append(T)
         return jnp.stack(Ks), jnp.stack(Ts)
@@ -76,6 +76,6 @@ def _ntk_recursion(x, C_b, C_W, lb, lw, L, activation, deg):
         K, T = step(*carry, *lam)
         return (K, T), (K, T)
 
-    _, (Ks, Ts) = jax.lax.scan(scan_step, (K1, T1), (lb[1:], lw[1:]))
+    _, (Ks, Ts) = jax.lax.scan(scan_step, (K1, T1), (lb[1:], lw[1:], Cb[1:], Cw[1:]))
     return jnp.concatenate([K1[None], Ks]), jnp.concatenate([T1[None], Ts])
 

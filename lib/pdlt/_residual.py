@@ -44,7 +44,7 @@ import numpy as np
 from . import _checks
 from ._activations import get_activation
 from ._gaussian import derivative_kernel_map, gaussian_expectation, kernel_map
-from ._mlp import network_key
+from ._mlp import forward_pass, init_mlp, network_key
 
 __all__ = [
     "residual_kernel_recursion", "residual_vertex_recursion", "residual_chi", "residual_nu",
@@ -69,12 +69,26 @@ def residual_critical_xi(gamma):
 
 
 def _moments(act, K):
-    """<sigma^2>_K, <sigma^4>_K and chi_par/C_W = d<sigma^2>/dK = <sigma^2 (z^2-K)>/(2K^2)."""
+    """<sigma^2>_K, <sigma^4>_K and chi_par/C_W = d<sigma^2>/dK = <sigma^2 (z^2-K)>/(2K^2) (arrays; jit-friendly)."""
     s = act.sigma
     m2 = gaussian_expectation(lambda z: s(z) ** 2, K)
     m4 = gaussian_expectation(lambda z: s(z) ** 4, K)
     d2 = gaussian_expectation(lambda z: s(z) ** 2 * (z * z - K), K) / (2 * K * K)
     return m2, m4, d2
+
+
+def sigma_moments(activation, K):
+    r"""Single-input Gaussian moments used by the vertex recursions, at variance K:
+
+    :math:`m = \langle\sigma^2\rangle_K`, :math:`d = \partial_K\langle\sigma^2\rangle_K
+    = \langle\sigma^2(z^2-K)\rangle_K/(2K^2)`, :math:`c_2 = \langle\sigma^4\rangle_K - m^2`.
+
+    Args: activation: registry name. K > 0 (scalar). Returns: ``(m, d, c2)`` as floats.
+    """
+    act = get_activation(activation, "sigma_moments")
+    m2, m4, d2 = _moments(act, float(K))
+    m = float(m2)
+    return m, float(d2), float(m4) - m**2
 
 
 def residual_chi(K, *, xi, gamma, C_W, activation):
@@ -102,17 +116,22 @@ def residual_kernel_recursion(K1, *, xi, gamma, C_b, C_W, L: int, activation="ta
     K1 = jnp.asarray(K1, dtype=jnp.result_type(float))
     scalar = K1.ndim == 0
     K = K1[None, None] if scalar else K1
-    out = _res_kernel(K, float(xi), float(gamma), float(C_b), float(C_W), L, act.name)
+    out = kernel_steps(K, float(xi) * float(xi), float(gamma) * float(gamma), float(C_b), float(C_W), L - 1, act.name)
     return out[:, 0, 0] if scalar else out
 
 
-@partial(jax.jit, static_argnames=("L", "act"))
-def _res_kernel(K1, xi, gamma, C_b, C_W, L, act):
+@partial(jax.jit, static_argnames=("steps", "act"))
+def kernel_steps(K1, xi2, g2, C_b, C_W, steps, act):
+    r"""``steps`` residual kernel steps :math:`K \to \xi^2K + \gamma^2(C_b + C_W\langle\sigma\sigma\rangle_K)` from
+    ``K1`` ``(N, N)``, given the squared multipliers ``xi2``, ``g2``: array ``(steps + 1, N, N)`` (K1 first).
+
+    The one implementation behind :func:`residual_kernel_recursion` and :func:`pdlt.resnet_kernel_recursion`.
+    """
     def step(K, _):
-        Kn = xi**2 * K + gamma**2 * (C_b + C_W * kernel_map(act, K))
+        Kn = xi2 * K + g2 * (C_b + C_W * kernel_map(act, K))
         return Kn, Kn
 
-    _, Ks = jax.lax.scan(step, K1, None, length=L - 1)
+    _, Ks = jax.lax.scan(step, K1, None, length=steps)
     return jnp.concatenate([K1[None], Ks], axis=0)
 
 
@@ -305,29 +324,15 @@ def _res_ntk(K1, H1, xi, gamma, C_b, C_W, lb, lw, L, act):
 
 def init_residual_mlp(key, n0: int, n: int, L: int, *, C_b, C_W, dtype=None):
     r"""Weights and biases ``[(W1, b1), ..., (WL, bL)]``: ``W1`` is ``(n, n0)``, the rest ``(n, n)``;
-    :math:`W\sim\mathcal N(0, C_W/n_{\rm in})`, :math:`b\sim\mathcal N(0, C_b)`."""
+    :math:`W\sim\mathcal N(0, C_W/n_{\rm in})`, :math:`b\sim\mathcal N(0, C_b)` (:func:`pdlt.init_mlp` of
+    widths ``(n,) * L``, as a list)."""
     _checks.positive_int("init_residual_mlp", n0=n0, n=n, L=L)
-    dtype = dtype or jnp.result_type(float)
-    keys = jax.random.split(key, 2 * L)
-    params, n_in = [], n0
-    for ell in range(L):
-        W = jax.random.normal(keys[2 * ell], (n, n_in), dtype) * jnp.sqrt(C_W / n_in)
-        b = jax.random.normal(keys[2 * ell + 1], (n,), dtype) * jnp.sqrt(C_b)
-        params.append((W, b))
-        n_in = n
-    return params
+    return list(init_mlp(key, n0, (n,) * L, C_b=C_b, C_W=C_W, dtype=dtype))
 
 
 def residual_apply(params, x, *, xi, gamma, activation="tanh"):
     r"""Preactivations of every layer for inputs ``x`` ``(N, n0)``: a list of ``(N, n)`` arrays."""
-    sigma = get_activation(activation, "residual_apply").sigma
-    W, b = params[0]
-    z = x @ W.T + b
-    zs = [z]
-    for W, b in params[1:]:
-        z = xi * z + gamma * (sigma(z) @ W.T + b)
-        zs.append(z)
-    return zs
+    return forward_pass(params, x, get_activation(activation, "residual_apply").sigma, xi=xi, gamma=gamma)
 
 
 # ---------------------------------------------------------------- ensembles

@@ -36,9 +36,10 @@ from scipy.special import gamma, ndtr, roots_genlaguerre
 
 from . import _checks
 from ._activations import get_activation
-from ._gaussian import gaussian_expectation, kernel_map
+from ._gaussian import kernel_map, psd_factor
 from ._kernel import input_kernel
-from ._mlp import network_key
+from ._mlp import forward_pass, init_mlp, network_key
+from ._residual import kernel_steps, sigma_moments
 
 __all__ = [
     "branch_multiplier",
@@ -90,18 +91,8 @@ def resnet_kernel_recursion(K0, *, L: int, alpha: float = 0.5, C_W: float = 1.0,
     scalar = K0.ndim == 0
     K = K0[None, None] if scalar else K0
     g2 = branch_multiplier(L, alpha) ** 2
-    out = _kernel_scan(K, L, g2, float(C_W), float(C_b), float(skip), act.name)
+    out = kernel_steps(K, float(skip) * float(skip), g2, float(C_b), float(C_W), L, act.name)
     return out[:, 0, 0] if scalar else out
-
-
-@partial(jax.jit, static_argnames=("L", "act"))
-def _kernel_scan(K0, L, g2, C_W, C_b, skip, act):
-    def step(K, _):
-        Kn = skip**2 * K + g2 * (C_b + C_W * kernel_map(act, K))
-        return Kn, Kn
-
-    _, Ks = jax.lax.scan(step, K0, None, length=L)
-    return jnp.concatenate([K0[None], Ks], axis=0)
 
 
 def resnet_kernel_ode(K0, *, t_grid, C_W: float = 1.0, C_b: float = 0.0, activation="relu",
@@ -146,25 +137,17 @@ def resnet_kernel_ode(K0, *, t_grid, C_W: float = 1.0, C_b: float = 0.0, activat
 
 # --------------------------------------------------------------------------- samplers
 
-def _psd_factor(G):
-    N = G.shape[-1]
-    jitter = 1e-12 if G.dtype == jnp.float64 else 1e-6
-    # kept a normal number: XLA flushes subnormals to zero, and cholesky(0) is NaN
-    eps = jnp.maximum(jitter * jnp.trace(G) / N, jnp.finfo(G.dtype).tiny)
-    return jnp.linalg.cholesky(G + eps * jnp.eye(N, dtype=G.dtype))
-
-
 def _conditional_one(key, K0, n, L, g, C_W, C_b, skip, act):
     """Gram matrices Q^(ell) = y^(ell) y^(ell)^T / n, ell = 0..L, of one network (N inputs)."""
     sigma = get_activation(act).sigma
     k0, kl = jax.random.split(key)
     N = K0.shape[0]
-    y = _psd_factor(K0) @ jax.random.normal(k0, (N, n), K0.dtype)          # (N, n)
+    y = psd_factor(K0) @ jax.random.normal(k0, (N, n), K0.dtype)          # (N, n)
 
     def step(y, k):
         s = sigma(y)
         G = C_b + C_W * (s @ s.T) / n                                         # branch covariance
-        y = skip * y + g * (_psd_factor(G) @ jax.random.normal(k, (N, n), y.dtype))
+        y = skip * y + g * (psd_factor(G) @ jax.random.normal(k, (N, n), y.dtype))
         return y, y @ y.T / n
 
     _, Qs = jax.lax.scan(step, y, jax.random.split(kl, L))
@@ -220,18 +203,9 @@ def resnet_explicit(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 
     act = _validate(fn, L, alpha, C_W, C_b, activation, skip)
     _checks.positive_int(fn, n=n)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
-    n0 = x.shape[1]
-    g = branch_multiplier(L, alpha)
-    keys = jax.random.split(key, 2 * L + 2)
-    W0 = jax.random.normal(keys[0], (n, n0), x.dtype) * np.sqrt(C_W0 / n0)
-    y = x @ W0.T + jax.random.normal(keys[1], (n,), x.dtype) * np.sqrt(C_b0)
-    ys = [y]
-    for ell in range(L):
-        W = jax.random.normal(keys[2 * ell + 2], (n, n), x.dtype) * np.sqrt(C_W / n)
-        b = jax.random.normal(keys[2 * ell + 3], (n,), x.dtype) * np.sqrt(C_b)
-        y = skip * y + g * (act.sigma(y) @ W.T + b)
-        ys.append(y)
-    return jnp.stack(ys)
+    params = init_mlp(key, x.shape[1], (n,) * (L + 1), C_b=(C_b0,) + (C_b,) * L, C_W=(C_W0,) + (C_W,) * L,
+                      dtype=x.dtype)
+    return jnp.stack(forward_pass(params, x, act.sigma, xi=skip, gamma=branch_multiplier(L, alpha)))
 
 
 # --------------------------------------------------------------------------- fluctuations
@@ -310,22 +284,6 @@ def resnet_fluctuation(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.
     f0 = ev(np.sqrt(K[0]) * _X, a, b, c, t2)
     nvar += _gauss(f0**2) - _gauss(f0) ** 2
     return float(nvar / K[-1] ** 2), float(K[-1])
-
-
-def sigma_moments(activation, K):
-    r"""Single-input Gaussian moments used by the vertex recursions, at variance K:
-
-    :math:`m = \langle\sigma^2\rangle_K`, :math:`d = \partial_K\langle\sigma^2\rangle_K
-    = \langle\sigma^2(z^2-K)\rangle_K/(2K^2)`, :math:`c_2 = \langle\sigma^4\rangle_K - m^2`.
-
-    Args: activation: registry name. K > 0 (scalar). Returns: ``(m, d, c2)`` as floats.
-    """
-    s = get_activation(activation, "sigma_moments").sigma
-    K = float(K)
-    m = float(gaussian_expectation(lambda z: s(z) ** 2, K))
-    d = float(gaussian_expectation(lambda z: s(z) ** 2 * (z**2 - K), K)) / (2 * K**2)
-    c2 = float(gaussian_expectation(lambda z: s(z) ** 4, K)) - m**2
-    return m, d, c2
 
 
 def residual_vertex_closure(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,

@@ -29,8 +29,9 @@ import jax.numpy as jnp
 from . import _checks
 from ._activations import get_activation
 from ._haar import haar_frame
-from ._mlp import network_key
-from ._resnet_scaling import sigma_moments
+from ._gaussian import psd_factor
+from ._mlp import forward_pass, network_key
+from ._residual import sigma_moments
 
 __all__ = ["WEIGHT_KINDS", "WeightSampler", "weight_sampler", "sample_weights", "mlp_forward_with",
            "weights_ensemble_metrics", "weights_vertex_recursion", "relu_orthogonal_exact", "relu_gaussian_exact"]
@@ -128,16 +129,24 @@ def mlp_forward_with(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W=1.0
     return _forward(key, x, widths, sampler, float(C_b), float(C_W), act.name, input_sampler or sampler)
 
 
-def _forward(key, x, widths, sampler, C_b, C_W, act, input_sampler):
-    sigma = get_activation(act).sigma
-    zs, h = [], x
+def sampled_params(key, n0, widths, samplers, C_b, C_W, dtype):
+    r"""Parameters ``((W, b), ...)`` of one MLP, layer ell's weights from ``samplers[ell-1]`` with
+    :math:`E[W^2] = C_W^{(\ell)}/n_{\ell-1}` and biases :math:`\mathcal N(0, C_b^{(\ell)})`; key layout:
+    layer ell uses ``fold_in(key, ell-1)`` split into (weight, bias) keys. ``C_b``, ``C_W``: one per layer."""
+    params, fan_in = [], n0
     for ell, n in enumerate(widths):
         kw, kb = jax.random.split(jax.random.fold_in(key, ell))
-        W = _sample(kw, input_sampler if ell == 0 else sampler, n, h.shape[1], C_W, x.dtype)
-        z = h @ W.T + jax.random.normal(kb, (n,), x.dtype) * jnp.sqrt(C_b)
-        zs.append(z)
-        h = sigma(z)
-    return zs
+        W = _sample(kw, samplers[ell], n, fan_in, C_W[ell], dtype)
+        params.append((W, jax.random.normal(kb, (n,), dtype) * jnp.sqrt(C_b[ell])))
+        fan_in = n
+    return tuple(params)
+
+
+def _forward(key, x, widths, sampler, C_b, C_W, act, input_sampler):
+    L = len(widths)
+    params = sampled_params(key, x.shape[1], widths, (input_sampler,) + (sampler,) * (L - 1), (C_b,) * L,
+                            (C_W,) * L, x.dtype)
+    return forward_pass(params, x, get_activation(act).sigma)
 
 
 @partial(jax.jit, static_argnames=("widths", "sampler", "C_b", "C_W", "act", "input_sampler"))
@@ -165,11 +174,7 @@ def _stiefel_one(key, x, widths, C_W, act):
     n, L, N = widths[0], len(widths), x.shape[0]
 
     def layer(h, k, scale):
-        G = h @ h.T
-        # jitter kept a normal number: XLA flushes subnormals to zero, and cholesky(0) is NaN (a dead ReLU net)
-        jit = jnp.maximum(1e-12 * jnp.trace(G) / N, jnp.finfo(G.dtype).tiny)
-        Lc = jnp.linalg.cholesky(G + jit * jnp.eye(N, dtype=G.dtype))
-        return jnp.sqrt(scale) * Lc @ _haar(k, n, N, h.dtype).T
+        return jnp.sqrt(scale) * psd_factor(h @ h.T, jitter=1e-12) @ _haar(k, n, N, h.dtype).T
 
     k0, kr = jax.random.split(key)
     z = layer(x, k0, C_W * n / x.shape[1])              # semi-orthogonal first layer: E W^2 = C_W / n0

@@ -21,6 +21,7 @@ from ._empirical_ntk import empirical_ntk, learning_rate_tensor
 from ._mlp import mlp_apply
 
 __all__ = ["empirical_dntk", "ensemble_dntk_moment", "ntk_relative_variance", "relu_ntk_relative_variance_leading",
+           "dntk_pq_samples", "dntk_pq_estimates",
            "train_quadratic_model", "dntk_moment_mean"]
 
 
@@ -184,3 +185,86 @@ def train_quadratic_model(params0, x_train, y_train, x_eval, *, eta: float, step
     positive_int("train_quadratic_model", steps=steps)
     return _train_quadratic(params0, jnp.asarray(x_train), jnp.asarray(y_train), jnp.asarray(x_eval), float(eta),
                             int(steps), activation, lb, lw)
+
+
+# --------------------------------------------------------------------------- ensembles: P and Q
+
+def _pq_one(p, x, activation, lb, lw):
+    r"""Per-network P and Q samples from the output dNTK (``n_L >= 2`` outputs), before the factor n.
+
+    P: mean over ordered pairs i != k of :math:`\widehat{dH}_{ikk;\alpha_0\alpha_1\alpha_2}z_{i;\alpha_3}`;
+    Q: mean over i != k of :math:`\tfrac12[\widehat{dH}_{iik;\alpha_0\alpha_1\alpha_2} + \widehat{dH}_{iki;\alpha_0\alpha_2\alpha_1}]z_{k;\alpha_3}`.
+    """
+    dH = _dntk(p, x, activation, lb, lw)                       # (i0, i1, i2, a0, a1, a2)
+    z = mlp_apply(p, x, activation)                            # (a3, i)
+    nL = z.shape[1]
+    off = 1.0 - jnp.eye(nL, dtype=z.dtype)
+    npair = nL * (nL - 1)
+    P = jnp.einsum("ik,ikkxab,yi->xaby", off, dH, z) / npair
+    Q1 = jnp.einsum("ik,iikxab,yk->xaby", off, dH, z)
+    Q2 = jnp.einsum("ik,ikixba,yk->xaby", off, dH, z)
+    return P, 0.5 * (Q1 + Q2) / npair
+
+
+@partial(jax.jit, static_argnames=("activation", "lb", "lw"))
+def _pq_batch(params, x, activation, lb, lw):
+    # lax.map (a loop over networks) rather than vmap: the same numbers, a far smaller program to compile
+    return jax.lax.map(lambda p: _pq_one(p, x, activation, lb, lw), params)
+
+
+def dntk_pq_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                    n_nets: int, n_out: int = 2, chunk: int = 256, progress: bool | None = None):
+    r"""Per-network estimates of :math:`nP` and :math:`nQ` (output layer of depth L, hidden widths n) for N inputs.
+
+    Network i is drawn from ``fold_in(key, i)`` (:func:`pdlt.init_ensemble`, widths ``[n]*(L-1) + [n_out]``); its
+    autodiff dNTK (:func:`empirical_dntk`) and outputs give, with the Kronecker structure of
+    :math:`E[\widehat{dH}z]`, the unbiased samples of :func:`_pq_one` (off-diagonal output pairs: the
+    pair :math:`i_0 = i_3 \ne i_1 = i_2` sees only P, :math:`i_0 = i_1 \ne i_2 = i_3` only Q). Multiplied by n.
+
+    Args: key; x: ``(N, n0)``; n: hidden width; L: depth (>= 2); C_b, C_W; activation; lambda_b, lambda_W;
+      n_nets; n_out: output neurons (>= 2); chunk: networks per compiled batch.
+    Returns: ``(nP, nQ)``, each ``(n_nets, N, N, N, N)`` indexed ``[a0, a1, a2, a3]``.
+    """
+    from ._checks import PDLTValueError, nonnegative, positive, positive_int
+    from ._ensembles import warn_nonfinite
+    from ._progress import even_chunk, progress_range
+    from ._training import init_ensemble
+
+    fn = "dntk_pq_samples"
+    positive_int(fn, n=n, L=L, n_nets=n_nets, n_out=n_out, chunk=chunk)
+    if L < 2 or n_out < 2:
+        raise PDLTValueError(f"{fn}: need L >= 2 (got {L}) and n_out >= 2 (got {n_out}) to see P and Q")
+    nonnegative(fn, C_b=C_b)
+    positive(fn, C_W=C_W)
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    if x.ndim != 2:
+        raise PDLTValueError(f"{fn}: `x` must have shape (N, n0), got {x.shape}")
+    from ._activations import get_activation
+    act = get_activation(activation, fn)
+    lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn=fn)
+    widths = (n,) * (L - 1) + (n_out,)
+    Ps, Qs = [], []
+    size = even_chunk(n_nets, chunk)
+    for start in progress_range(0, n_nets, size, desc=f"dNTK P, Q n={n} L={L}", enable=progress):
+        params = init_ensemble(key, x.shape[1], list(widths), C_b=C_b, C_W=C_W, n_nets=size, start=start)
+        P, Q = _pq_batch(params, x, act.name, lb, lw)
+        Ps.append(P)
+        Qs.append(Q)
+    P, Q = n * jnp.concatenate(Ps)[:n_nets], n * jnp.concatenate(Qs)[:n_nets]
+    warn_nonfinite(fn, P)
+    return P, Q
+
+
+def dntk_pq_estimates(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                      n_nets: int, n_out: int = 2, chunk: int = 256, progress: bool | None = None) -> dict:
+    r"""Ensemble means and standard errors of :math:`nP`, :math:`nQ` (:func:`dntk_pq_samples`).
+
+    Returns: dict ``P, P_se, Q, Q_se`` (arrays ``(N, N, N, N)``) and ``n``.
+    """
+    from ._stats import mean_and_se
+
+    P, Q = dntk_pq_samples(key, x, n=n, L=L, C_b=C_b, C_W=C_W, activation=activation, lambda_b=lambda_b,
+                           lambda_W=lambda_W, n_nets=n_nets, n_out=n_out, chunk=chunk, progress=progress)
+    Pm, Pse = mean_and_se(P)
+    Qm, Qse = mean_and_se(Q)
+    return {"P": Pm, "P_se": Pse, "Q": Qm, "Q_se": Qse, "n": n}

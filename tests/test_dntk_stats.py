@@ -147,3 +147,13 @@ def test_third_layer_intercept_against_recursion(activation, N, C_b, C_W, lb):
     class Layer:
         P, Q = st.P[-1], st.Q[-1]
     _check_all(fit, Layer, f"{activation} L=3 intercept")
+
+
+def test_F_B_agree_with_ntk_statistics():
+    """The F, B used by the P, Q recursion against the independent multi-input NTK statistics module."""
+    x = _inputs(2)
+    st = dntk_statistics(x, C_b=0.1, C_W=1.2, L=4, activation="tanh", lambda_b=0.4, lambda_W=1.0)
+    ref = pdlt.ntk_statistics(x, C_b=0.1, C_W=1.2, L=4, activation="tanh", lambda_b=0.4, lambda_W=1.0)
+    np.testing.assert_allclose(st.F, ref.F, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(st.B, ref.B, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(st.Theta, ref.Theta, rtol=1e-9)

@@ -304,6 +304,7 @@ def dntk_statistics(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lam
     from ._ntk import ntk_recursion
 
     Ks, Ts = ntk_recursion(x, C_b=C_b, C_W=C_W, L=L, activation=act.name, lambda_b=lb, lambda_W=lw)
+    Ks, Ts = (0.5 * (M + jnp.swapaxes(M, 1, 2)) for M in (Ks, Ts))   # exactly symmetric (quadrature is not)
     N = x.shape[0]
     z4 = jnp.zeros((N,) * 4, Ks.dtype)
     F = B = P = Q = z4

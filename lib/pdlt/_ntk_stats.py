@@ -94,8 +94,8 @@ import numpy as np
 from . import _checks
 from ._activations import get_activation
 from ._criticality import dense_expectation
-from ._gaussian import (_grid_np, derivative_kernel_map, kernel_map, psd_factor,
-                        scale_invariant_expectation2)
+from ._gaussian import (_grid_np, psd_factor, scale_invariant_derivative_kernel, scale_invariant_expectation2,
+                        scale_invariant_kernel)
 
 __all__ = ["NTKStatistics", "ntk_statistics"]
 
@@ -125,13 +125,98 @@ def _sym(K):
     return 0.5 * (K + K.T)
 
 
-def _pair_maps(act, N):
-    """Phi(K) = <s s>_K and Psi(K) = <s' s'>_K as functions of a general (symmetrised) N x N matrix."""
-    if N == 1:
-        s, ds = act.sigma, act.dsigma
-        return (lambda K: dense_expectation(lambda z: s(z) ** 2, _sym(K)[0, 0]).reshape(1, 1),
-                lambda K: dense_expectation(lambda z: ds(z) ** 2, _sym(K)[0, 0]).reshape(1, 1))
-    return (lambda K: _sym(kernel_map(act, _sym(K))), lambda K: _sym(derivative_kernel_map(act, _sym(K))))
+def _egrad(f):
+    g = jax.grad(f)
+    return lambda z: jax.vmap(g)(z.ravel()).reshape(z.shape)
+
+
+def _derivatives(act, m):
+    """Elementwise sigma^(k), k = 0..m (the registry's first two derivatives, then autodiff)."""
+    fs = [act.sigma, act.dsigma, act.d2sigma]
+    while len(fs) <= m:
+        fs.append(_egrad(fs[-1]))
+    return fs[: m + 1]
+
+
+_PAIR_DEG = 64
+
+
+def _pair_terms_smooth(act, K, a, b):
+    r"""For each pair (a < b) and g = σ^(o), o = 0, 1: :math:`\langle g_ag_b\rangle`, its gradient in
+    :math:`(K_{aa}, K_{ab}, K_{bb})` and Hessian, by the heat equation
+    :math:`\partial_{K_{aa}} = \tfrac12\partial_a^2`, :math:`\partial_{K_{ab}} = \partial_a\partial_b` under the average
+    (tensor Gauss-Hermite, 64 nodes per axis); the diagonal by the composite rule."""
+    fs = _derivatives(act, 5)
+    x, w = (jnp.asarray(v, K.dtype) for v in _grid_np(2, _PAIR_DEG))
+    s1 = jnp.sqrt(K[a, a])[:, None]
+    c = (K[a, b] / jnp.sqrt(K[a, a]))[:, None]
+    r = jnp.sqrt(jnp.clip(K[b, b][:, None] - c * c, 0.0))
+    z1, z2 = s1 * x[:, 0], c * x[:, 0] + r * x[:, 1]
+    P = [f(z1) for f in fs]
+    Q = [f(z2) for f in fs]
+    E = lambda i, j: (P[i] * Q[j]) @ w  # noqa: E731
+    dk = jnp.diagonal(K)
+    out = []
+    for o in (0, 1):
+        v = E(o, o)
+        g1 = jnp.stack([0.5 * E(o + 2, o), E(o + 1, o + 1), 0.5 * E(o, o + 2)], -1)
+        h = jnp.stack([jnp.stack([0.25 * E(o + 4, o), 0.5 * E(o + 3, o + 1), 0.25 * E(o + 2, o + 2)], -1),
+                       jnp.stack([0.5 * E(o + 3, o + 1), E(o + 2, o + 2), 0.5 * E(o + 1, o + 3)], -1),
+                       jnp.stack([0.25 * E(o + 2, o + 2), 0.5 * E(o + 1, o + 3), 0.25 * E(o, o + 4)], -1)], -2)
+        g = fs[o:]
+        d0 = dense_expectation(lambda z: g[0](z) ** 2, dk)
+        d1 = dense_expectation(lambda z: g[1](z) ** 2 + g[0](z) * g[2](z), dk)
+        d2 = 0.5 * dense_expectation(lambda z: g[0](z) * g[4](z) + 4 * g[1](z) * g[3](z) + 3 * g[2](z) ** 2, dk)
+        out.append((v, g1, h, d0, d1, d2))
+    return out
+
+
+def _pair_terms_scale_invariant(act, K, a, b):
+    """As :func:`_pair_terms_smooth` from the arc-cosine closed forms (autodiff) and the exact diagonal."""
+    A2 = act.slope_moment(2)
+    dk = jnp.diagonal(K)
+    out = []
+    for o, closed in ((0, scale_invariant_kernel), (1, scale_invariant_derivative_kernel)):
+        def off(k, closed=closed):
+            M = jnp.stack([jnp.stack([k[0], k[1]]), jnp.stack([k[1], k[2]])])
+            return closed(M, act.a_plus, act.a_minus)[0, 1]
+        kv = jnp.stack([K[a, a], K[a, b], K[b, b]], axis=-1)
+        v, g1, h = jax.vmap(off)(kv), jax.vmap(jax.grad(off))(kv), jax.vmap(jax.hessian(off))(kv)
+        d0 = A2 * dk if o == 0 else A2 * jnp.ones_like(dk)
+        d1 = A2 * jnp.ones_like(dk) if o == 0 else jnp.zeros_like(dk)
+        out.append((v, g1, h, d0, d1, jnp.zeros_like(dk)))
+    return out
+
+
+def _pair_derivatives(act, K):
+    r"""Φ = ⟨σσ⟩ and Ψ = ⟨σ'σ'⟩ at K with their symmetric-convention Jacobians and V-contracted Hessians.
+
+    Entry ⟨g_αg_β⟩ depends on :math:`(K_{\alpha\alpha}, K_{\alpha\beta}, K_{\beta\beta})` only, so each off-diagonal entry
+    is a function of three scalars and each diagonal one of one. Returns two triples ``(val (N,N), J (N,N,N,N),
+    hess)`` (Φ, then Ψ), with ``J[α,β,a,b] = ∂val_αβ/∂K_ab`` for the map of the symmetrised matrix (an
+    off-diagonal derivative is shared equally by K_ab and K_ba) and ``hess(V)[α,β] = Σ ∂²val_αβ/∂K∂K V``.
+    """
+    N = K.shape[0]
+    a, b = np.triu_indices(N, 1)
+    terms = (_pair_terms_scale_invariant if act.scale_invariant else _pair_terms_smooth)(act, K, a, b)
+    ar = np.arange(N)
+    va, vb = np.stack([a, a, b], -1), np.stack([a, b, b], -1)       # the three variables of each pair
+    res = []
+    for (o0, o1, o2, d0, d1, d2) in terms:
+        val = jnp.zeros((N, N), K.dtype).at[ar, ar].set(d0).at[a, b].set(o0).at[b, a].set(o0)
+        J = jnp.zeros((N,) * 4, K.dtype).at[ar, ar, ar, ar].set(d1)
+        for (p, q) in ((a, b), (b, a)):
+            J = (J.at[p, q, a, a].set(o1[:, 0]).at[p, q, b, b].set(o1[:, 2])
+                 .at[p, q, a, b].set(0.5 * o1[:, 1]).at[p, q, b, a].set(0.5 * o1[:, 1]))
+
+        def hess(V, o2=o2, d2=d2):
+            Vloc = V[va[:, :, None], vb[:, :, None], va[:, None, :], vb[:, None, :]]
+            h = jnp.sum(o2 * Vloc, axis=(-2, -1))
+            out = jnp.zeros((N, N), K.dtype).at[ar, ar].set(d2 * V[ar, ar, ar, ar])
+            return out.at[a, b].set(h).at[b, a].set(h)
+
+        res.append((val, J, hess))
+    return res
 
 
 _DEG = {2: 96, 3: 64, 4: 20}
@@ -203,17 +288,13 @@ def _four_point_tuples(act, K):
 # --------------------------------------------------------------------------- recursion
 
 def _step(act, N):
-    Phi, Psi = _pair_maps(act, N)
     n2 = N * N
 
     def step(carry, par):
         K, Th, V, D, F, A, B, G1, H1 = carry
         C_b, C_W, lb, lw = par
-        ph, ps = Phi(K), Psi(K)
-        Jf = jax.jacfwd(Phi)(K).reshape(n2, n2)
-        Js = jax.jacfwd(Psi)(K).reshape(n2, n2)
-        Hf = jax.jacfwd(jax.jacfwd(Phi))(K).reshape(n2, n2, n2)
-        Hs = jax.jacfwd(jax.jacfwd(Psi))(K).reshape(n2, n2, n2)
+        (ph, Jf, Hf), (ps, Js, Hs) = _pair_derivatives(act, K)
+        Jf, Js = Jf.reshape(n2, n2), Js.reshape(n2, n2)
         S4, X4, Y4 = _four_point(act, K)
         phv, psv, thv = ph.ravel(), ps.ravel(), Th.ravel()
         Vm, Dm, Am = V.reshape(n2, n2), D.reshape(n2, n2), A.reshape(n2, n2)
@@ -235,10 +316,10 @@ def _step(act, N):
         Bn = C_W**2 * (jnp.einsum("ab,cd,abcd->acbd", Th, Th, Y4) + jnp.einsum("ac,bd,acbd->acbd", ps, ps, B))
         Kn = C_b + C_W * ph
         Thn = lb + lw * ph + C_W * Th * ps
-        G1f = Jf @ G1.ravel() + 0.5 * jnp.einsum("pqr,qr->p", Hf, Vm)
+        G1f = Jf @ G1.ravel() + 0.5 * Hf(V).ravel()
         G1n = (C_W * G1f).reshape(N, N)
         Js4 = Js.reshape(N, N, N, N)
-        H1n = ((lw / C_W) * G1n.ravel() + C_W * (H1.ravel() * psv + thv * (Js @ G1.ravel() + 0.5 * jnp.einsum("pqr,qr->p", Hs, Vm))
+        H1n = ((lw / C_W) * G1n.ravel() + C_W * (H1.ravel() * psv + thv * (Js @ G1.ravel() + 0.5 * Hs(V).ravel())
                                           + jnp.sum(Js * Dm, axis=1)
                                           + 2.0 * jnp.einsum("cdab,cadb->cd", Js4, F).ravel()))
         new = (Kn, Thn, Vn.reshape(V.shape), Dn.reshape(V.shape), Fn, An.reshape(V.shape), Bn, G1n, H1n.reshape(N, N))
@@ -248,14 +329,33 @@ def _step(act, N):
 
 
 @partial(jax.jit, static_argnames=("name",))
-def _scan(K1, Th1, pars, name):
+def _scan_chunk(carry, pars, name):
+    """A fixed number of layer steps (the length of ``pars``): compiled once per (N, activation, length)."""
     act = get_activation(name)
+    return jax.lax.scan(_step(act, carry[0].shape[0]), carry, pars)
+
+
+def _run(K1, Th1, pars, name):
+    """All layers, in chunks of 8 (64 beyond 512 layers) steps so that one compilation serves every depth;
+    the last chunk is padded by repeating the last layer's parameters and trimmed."""
     N = K1.shape[0]
     z4 = jnp.zeros((N,) * 4, K1.dtype)
     z2 = jnp.zeros_like(K1)
+    carry = (K1, Th1, z4, z4, z4, z4, z4, z2, z2)
+    steps = pars[0].shape[0]
+    chunk = 64 if steps >= 512 else 8
+    outs, done = [], 0
+    while done < steps:
+        take = min(chunk, steps - done)
+        sl = [jnp.concatenate([p[done:done + take], jnp.repeat(p[done + take - 1:done + take], chunk - take)])
+              for p in pars]
+        new_carry, rows = _scan_chunk(carry, tuple(sl), name)
+        rows = tuple(r[:take] for r in rows)
+        carry = new_carry if take == chunk else tuple(r[-1] for r in rows)
+        outs.append(rows)
+        done += take
     first = (K1, Th1, z4, z4, z4, z4, z4, z2, z2)
-    _, rest = jax.lax.scan(_step(act, N), first, pars)
-    return tuple(jnp.concatenate([f[None], r]) for f, r in zip(first, rest))
+    return tuple(jnp.concatenate([f[None]] + [o[k] for o in outs]) for k, f in enumerate(first))
 
 
 def ntk_statistics(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambda_W=1.0) -> NTKStatistics:
@@ -275,6 +375,8 @@ def ntk_statistics(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lamb
     """
     fn = "ntk_statistics"
     act = get_activation(activation, fn)
+    if not (act.scale_invariant or act.smooth):
+        raise _checks.PDLTValueError(f"{fn}: `activation` must be smooth or scale-invariant, got {act.name!r}")
     _checks.positive_int(fn, L=L)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
@@ -288,5 +390,5 @@ def ntk_statistics(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lamb
     Th1 = lb[0] + lw[0] * g0
     dt = K1.dtype
     pars = tuple(jnp.asarray(p[1:], dt) for p in (Cb, Cw, lb, lw))
-    out = _scan(K1, Th1, pars, act.name)
+    out = _run(K1, Th1, pars, act.name)
     return NTKStatistics(*out)

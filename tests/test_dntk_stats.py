@@ -157,3 +157,53 @@ def test_F_B_agree_with_ntk_statistics():
     np.testing.assert_allclose(st.F, ref.F, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(st.B, ref.B, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(st.Theta, ref.Theta, rtol=1e-9)
+
+
+@pytest.mark.parametrize("lambda_b", [0.0, 1.0])
+def test_kstar0_slopes_against_recursion(lambda_b):
+    """tanh at criticality: the normalized slopes at ℓ = 4000 against the class constants (approach O(log ℓ / ℓ))."""
+    L = 4000
+    s = dntk_statistics_single(jnp.full(4, 0.8), C_b=0.0, C_W=1.0, L=L, activation="tanh", lambda_b=lambda_b, lambda_W=1.0)
+    cf = pdlt.kstar0_dntk_slopes(lambda_b=lambda_b)
+    for k in ("P", "Q"):
+        r = float(s[k][-1] / s["H"][-1] ** 2 / L)
+        r2 = float(s[k][L // 2 - 1] / s["H"][L // 2 - 1] ** 2 / (L // 2))
+        assert abs(r - cf[k]) < 2 * abs(r - r2) + 1e-12, (k, r, r2, cf[k])
+
+
+@pytest.mark.slow
+def test_ddntk_samples_against_brute_force_derivatives_and_one_layer_zero():
+    """ddI and ddII of one tanh network from jvp's against explicit Hessian / third-derivative tensors; a one-layer
+    network (linear in its parameters) has both ddNTKs identically zero."""
+    import jax.flatten_util
+    from pdlt._dntk import _ddntk_one
+
+    x = _inputs(2)
+    lb, lw = (0.5, 0.5, 0.5), (1.0, 1.0, 1.0)
+    p = pdlt.init_mlp(jax.random.PRNGKey(0), 4, (5, 5, 2), C_b=0.1, C_W=1.3)
+    R, S, T, U = jax.jit(lambda q: _ddntk_one(q, x, "tanh", lb, lw))(p)
+    flat, unravel = jax.flatten_util.ravel_pytree(p)
+    lam = jax.flatten_util.ravel_pytree(tuple((jnp.full_like(W, lw[l] / W.shape[1]), jnp.full_like(b, lb[l]))
+                                              for l, (W, b) in enumerate(p)))[0]
+    f = lambda v: pdlt.mlp_apply(unravel(v), x, "tanh")  # noqa: E731
+    J = jax.jacrev(f)(flat)
+    Hs = jax.jacfwd(jax.jacrev(f))(flat)
+    T3 = jax.jacfwd(jax.jacfwd(jax.jacrev(f)))(flat)
+    a, b, r = 0, 1, range(2)
+
+    def dd2(i1, d1, i2, d2, i3, d3, i4, d4):
+        return float(jnp.sum((Hs[d1, i1] @ (lam * J[d3, i3])) * lam * (Hs[d2, i2] @ (lam * J[d4, i4]))))
+
+    Rb = np.array([[[[float(jnp.einsum("pqr,p,q,r->", T3[d0, a], lam * J[d1, a], lam * J[d2, b], lam * J[d3, b]))
+                      for d3 in r] for d2 in r] for d1 in r] for d0 in r])
+    Sb = np.array([[[[dd2(a, d1, a, d2, b, d3, b, d4) for d4 in r] for d3 in r] for d2 in r] for d1 in r])
+    Tb = np.array([[[[dd2(a, d1, b, d2, a, d3, b, d4) for d4 in r] for d3 in r] for d2 in r] for d1 in r])
+    Ub = np.array([[[[dd2(a, d1, b, d2, b, d3, a, d4) for d4 in r] for d3 in r] for d2 in r] for d1 in r])
+    np.testing.assert_allclose(R, Rb, atol=1e-12)
+    np.testing.assert_allclose(S, Sb, atol=1e-12)
+    np.testing.assert_allclose(T, np.transpose(Tb, (0, 2, 3, 1)), atol=1e-12)
+    np.testing.assert_allclose(U, np.transpose(Ub, (0, 3, 1, 2)), atol=1e-12)
+    assert float(np.max(np.abs(Rb))) > 1e-3 and float(np.max(np.abs(Sb))) > 1e-3
+    p1 = pdlt.init_mlp(jax.random.PRNGKey(1), 4, (2,), C_b=0.1, C_W=1.3)
+    for v in _ddntk_one(p1, x, "tanh", (0.5,), (1.0,)):
+        assert float(jnp.max(jnp.abs(v))) == 0.0

@@ -231,3 +231,20 @@ from ._bayes import finite_width_posterior_moments as finite_width_posterior_mom
 # multi-input NTK statistics at leading order in 1/n (K, Theta, V, D, F, A, B, G1, H1)
 from ._ntk_stats import NTKStatistics as NTKStatistics  # noqa: E402
 from ._ntk_stats import ntk_statistics as ntk_statistics  # noqa: E402
+from ._trained import nearly_kernel_prediction as nearly_kernel_prediction  # noqa: E402
+from ._trained import quadratic_model_apply as quadratic_model_apply  # noqa: E402
+from ._trained import train_quadratic_explicit as train_quadratic_explicit  # noqa: E402
+from ._trained import model_ntk_dntk as model_ntk_dntk  # noqa: E402
+# dNTK statistics P, Q at leading order in 1/n (recursions, closed forms, ensemble estimators)
+from ._dntk_stats import DNTKStatistics as DNTKStatistics  # noqa: E402
+from ._dntk_stats import dntk_statistics as dntk_statistics  # noqa: E402
+from ._dntk_stats import dntk_statistics_single as dntk_statistics_single  # noqa: E402
+from ._dntk_stats import dntk_gaussian_moments as dntk_gaussian_moments  # noqa: E402
+from ._dntk_stats import dntk_recursion_step as dntk_recursion_step  # noqa: E402
+from ._dntk_stats import scale_invariant_dntk_closed_form as scale_invariant_dntk_closed_form  # noqa: E402
+from ._dntk_stats import deep_linear_dntk_closed_form as deep_linear_dntk_closed_form  # noqa: E402
+from ._dntk_stats import kstar0_dntk_slopes as kstar0_dntk_slopes  # noqa: E402
+from ._dntk import dntk_pq_samples as dntk_pq_samples  # noqa: E402
+from ._dntk import dntk_pq_estimates as dntk_pq_estimates  # noqa: E402
+from ._dntk import ddntk_mean_samples as ddntk_mean_samples  # noqa: E402
+from ._dntk import ddntk_mean_estimates as ddntk_mean_estimates  # noqa: E402

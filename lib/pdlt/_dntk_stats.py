@@ -79,7 +79,8 @@ from ._activations import get_activation
 from ._gaussian import _grid_np, psd_factor, scale_invariant_expectation2
 
 __all__ = ["DNTKStatistics", "dntk_statistics", "dntk_recursion_step", "dntk_gaussian_moments",
-           "dntk_statistics_single", "scale_invariant_dntk_closed_form", "deep_linear_dntk_closed_form"]
+           "dntk_statistics_single", "scale_invariant_dntk_closed_form", "deep_linear_dntk_closed_form",
+           "kstar0_dntk_slopes"]
 
 KINKS = ("distributional", "almost-everywhere")
 
@@ -416,3 +417,25 @@ def deep_linear_dntk_closed_form(ell, *, K, lambda_b=1.0, lambda_W=1.0) -> dict:
     Q = lambda_W * jnp.einsum("xy,ab->xaby", K, th) * c
     P = lambda_W * (jnp.einsum("by,ax->xaby", K, th) + jnp.einsum("ay,bx->xaby", K, th)) * c
     return {"P": P, "Q": Q}
+
+
+def kstar0_dntk_slopes(*, lambda_b=0.0) -> dict:
+    r"""Large-depth slopes of :math:`P/(nH^2)` and :math:`Q/(nH^2)` in :math:`\ell/n` for the K*=0 class at criticality (ours).
+
+    With :math:`\sigma(z) = \sigma_1(z + c\,z^3/6) + \dots` (:math:`c = \sigma_3/\sigma_1 < 0`; tanh: c = -2), :math:`C_W = 1/\sigma_1^2`,
+    :math:`C_b = 0` and constant learning rates, the small-K expansion of the averages in
+    :func:`dntk_statistics_single` (:math:`K\simeq -1/(c\ell)`, :math:`\chi_\perp \simeq 1 + cK`, :math:`C_W D_s\simeq 1 + 2cK`,
+    :math:`C_W^2\langle\sigma'^2\rangle D_s \simeq 1 + 3cK`, :math:`C_W^2\langle\sigma'^2\sigma''\sigma\rangle\simeq cK`, ...) gives:
+
+    * :math:`\lambda_b = 0`: :math:`H\to -\lambda_W\sigma_1^2/c`, :math:`F\to -H/(4c)`, :math:`B\simeq H^2\ell/3`, and
+      :math:`Q' - Q \simeq -B/\ell - 3Q/\ell`, so :math:`Q/(nH^2)\to -\tfrac1{12}\,\ell/n`; in :math:`P' - P` the sources cancel,
+      :math:`P' \simeq (1-3/\ell)P`, so P grows more slowly than :math:`\ell H^2` (slope 0);
+    * :math:`\lambda_b > 0`: :math:`H\simeq\lambda_b\ell/2`, :math:`F\simeq -H/(5c)`, :math:`B\simeq H^2\ell/5`, and
+      :math:`P/(nH^2)\simeq Q/(nH^2)\to -\tfrac1{15}\,\ell/n`.
+
+    Both are independent of c and σ1 (universal within the class). Returns dict ``P, Q`` (the slopes).
+    """
+    _checks.nonnegative("kstar0_dntk_slopes", lambda_b=lambda_b)
+    if lambda_b > 0:
+        return {"P": -1.0 / 15, "Q": -1.0 / 15}
+    return {"P": 0.0, "Q": -1.0 / 12}

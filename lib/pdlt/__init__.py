@@ -218,11 +218,23 @@ from ._sharding import ensemble_map as ensemble_map  # noqa: E402
 from ._sharding import ensemble_mesh as ensemble_mesh  # noqa: E402
 from ._sharding import ensemble_reduce as ensemble_reduce  # noqa: E402
 from ._sharding import moments_from_sums as moments_from_sums  # noqa: E402
+from ._trained import giant_leap as giant_leap  # noqa: E402
+from ._trained import giant_leap_ensemble as giant_leap_ensemble  # noqa: E402
+from ._trained import linear_control as linear_control  # noqa: E402
+from ._trained import control_variate_mean as control_variate_mean  # noqa: E402
+from ._trained import control_variate_cov as control_variate_cov  # noqa: E402
+from ._trained import untrained_linear_cov as untrained_linear_cov  # noqa: E402
+from ._trained import fit_inverse_width as fit_inverse_width  # noqa: E402
+from ._trained import trained_outputs as trained_outputs  # noqa: E402
 from ._bayes import finite_width_posterior_correction as finite_width_posterior_correction  # noqa: E402
 from ._bayes import finite_width_posterior_moments as finite_width_posterior_moments  # noqa: E402
 # multi-input NTK statistics at leading order in 1/n (K, Theta, V, D, F, A, B, G1, H1)
 from ._ntk_stats import NTKStatistics as NTKStatistics  # noqa: E402
 from ._ntk_stats import ntk_statistics as ntk_statistics  # noqa: E402
+from ._trained import nearly_kernel_prediction as nearly_kernel_prediction  # noqa: E402
+from ._trained import quadratic_model_apply as quadratic_model_apply  # noqa: E402
+from ._trained import train_quadratic_explicit as train_quadratic_explicit  # noqa: E402
+from ._trained import model_ntk_dntk as model_ntk_dntk  # noqa: E402
 # dNTK statistics P, Q at leading order in 1/n (recursions, closed forms, ensemble estimators)
 from ._dntk_stats import DNTKStatistics as DNTKStatistics  # noqa: E402
 from ._dntk_stats import dntk_statistics as dntk_statistics  # noqa: E402

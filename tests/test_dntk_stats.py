@@ -207,3 +207,22 @@ def test_ddntk_samples_against_brute_force_derivatives_and_one_layer_zero():
     p1 = pdlt.init_mlp(jax.random.PRNGKey(1), 4, (2,), C_b=0.1, C_W=1.3)
     for v in _ddntk_one(p1, x, "tanh", (0.5,), (1.0,)):
         assert float(jnp.max(jnp.abs(v))) == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activation,C_b,C_W", [("tanh", 0.1, 1.2), ("relu", 0.0, 2.0)])
+def test_ddntk_second_layer_exact_at_any_width(activation, C_b, C_W):
+    """R, S, T, U at depth two against ensembles of narrow networks (exact at any width; ReLU almost everywhere)."""
+    from pdlt._dntk_stats import ddntk_second_layer
+
+    x = _inputs(2)
+    th = ddntk_second_layer(x, C_b=C_b, C_W=C_W, activation=activation, lambda_b=0.5, lambda_W=1.0)
+    est = pdlt.ddntk_mean_estimates(jax.random.PRNGKey(21), x, n=5, L=2, C_b=C_b, C_W=C_W, activation=activation,
+                                    lambda_b=0.5, lambda_W=1.0, n_nets=3000, n_out=2, chunk=500)
+    for k in "RSTU":
+        se = np.asarray(est[k + "_se"])
+        dev = (np.asarray(est[k]) - np.asarray(th[k])) / np.where(se > 0, se, 1.0)
+        assert np.max(np.abs(dev)) < Z, (k, np.max(np.abs(dev)))
+        if activation == "relu" and k in "RU":
+            assert float(np.max(np.abs(np.asarray(est[k])))) < 1e-12
+    assert float(np.max(np.abs(np.asarray(th["S"])) / np.asarray(est["S_se"]))) > 10

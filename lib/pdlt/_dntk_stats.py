@@ -80,7 +80,7 @@ from ._gaussian import _grid_np, psd_factor, scale_invariant_expectation2
 
 __all__ = ["DNTKStatistics", "dntk_statistics", "dntk_recursion_step", "dntk_gaussian_moments",
            "dntk_statistics_single", "scale_invariant_dntk_closed_form", "deep_linear_dntk_closed_form",
-           "kstar0_dntk_slopes"]
+           "kstar0_dntk_slopes", "ddntk_second_layer"]
 
 KINKS = ("distributional", "almost-everywhere")
 
@@ -439,3 +439,66 @@ def kstar0_dntk_slopes(*, lambda_b=0.0) -> dict:
     if lambda_b > 0:
         return {"P": -1.0 / 15, "Q": -1.0 / 15}
     return {"P": 0.0, "Q": -1.0 / 12}
+
+
+# --------------------------------------------------------------------------- ddNTK means at the second layer
+
+def ddntk_second_layer(x, *, C_b, C_W, activation="tanh", lambda_b=1.0, lambda_W=1.0, kink: str = "almost-everywhere") -> dict:
+    r"""R, S, T, U of the second layer (exact at any width; ours), for N <= 3 inputs.
+
+    Definitions and Kronecker structures as in :func:`pdlt.ddntk_mean_samples`. At depth two the first layer is
+    linear in its parameters and its NTK :math:`\Theta = \Theta^{(1)}` is deterministic and diagonal, so the
+    derivatives are :math:`\partial z_i/\partial W_{kj} = \delta_{ik}\sigma_j`,
+    :math:`\partial^2 z_i/\partial W_{kj}\partial\theta = \delta_{ik}\sigma'_j\partial z_j`, :math:`\partial^2 z_i/\partial\theta\partial\theta' = \sum_jW_{ij}\sigma''_j\partial z_j\partial z_j`,
+    :math:`\partial^3 z_i = \sum_jW_{ij}\sigma'''_j(\partial z_j)^3` or :math:`\delta_{ik}\sigma''_j(\partial z_j)^2`, and the exact Wick
+    average over the second-layer weights gives (averages at :math:`K^{(1)}`, :math:`\lambda = \lambda_W^{(2)}`, :math:`C = C_W`):
+
+    .. math::
+       R_{0123} &= C^2\langle\sigma'''_0\sigma'_1\sigma'_2\sigma'_3\rangle\Theta_{01}\Theta_{02}\Theta_{03}
+                 + \lambda C\langle\sigma''_0\sigma_1\sigma'_2\sigma'_3\rangle\Theta_{02}\Theta_{03},\\
+       S_{1234} &= \lambda C\langle\sigma'_1\sigma'_2\sigma'_3\sigma'_4\rangle\Theta_{13}\Theta_{24} + X_{1234},\qquad
+       U_{1423} = X_{1234},\\
+       T_{1342} &= \lambda^2\langle\sigma'_1\sigma'_2\sigma_3\sigma_4\rangle\Theta_{12}
+                 + \lambda C\big[\langle\sigma'_1\sigma''_2\sigma_3\sigma'_4\rangle\Theta_{24} + \langle\sigma''_1\sigma'_2\sigma'_3\sigma_4\rangle\Theta_{13}\big]\Theta_{12} + X_{1234},
+
+    with :math:`X_{1234} = C^2\langle\sigma''_1\sigma''_2\sigma'_3\sigma'_4\rangle\Theta_{12}\Theta_{13}\Theta_{24}` (digits: input indices).
+    Kinked activations only with ``kink="almost-everywhere"`` (σ'' = σ''' = 0: R = U = 0; the product of two delta
+    functions in X has no finite distributional value for coincident inputs).
+
+    Returns: dict ``R, S, T, U`` (arrays ``(N,)*4`` in the index order of the definitions; coefficients of 1/n).
+    """
+    fn = "ddntk_second_layer"
+    x, lb, lw = _validate_common(fn, x, 2, C_b, C_W, lambda_b, lambda_W, kink)
+    act = get_activation(activation, fn)
+    if _kinked(act) and kink != "almost-everywhere":
+        raise _checks.PDLTValueError(f"{fn}: kinked activation {act.name!r} needs kink='almost-everywhere'")
+    if not (act.smooth or act.scale_invariant):
+        raise _checks.PDLTValueError(f"{fn}: `activation` {act.name!r} has no usable derivatives")
+    xx = x @ x.T / x.shape[1]
+    K = C_b + C_W * xx
+    Th = lb[0] + lw[0] * xx
+    lam, C = lw[1], float(C_W)
+    N = x.shape[0]
+    if _kinked(act):
+        if N > 2:
+            raise _checks.PDLTValueError(f"{fn}: kinked activation {act.name!r} supports N <= 2 inputs, got N={N}")
+        mom = lambda kinds: (_si_moment(act, K, kinds, kink) if not set(kinds) & {"dd", "ddd"}  # noqa: E731
+                             else jnp.zeros((N,) * len(kinds), K.dtype))
+    else:
+        d3 = jax.vmap(jax.grad(lambda z: act.d2sigma(z)))
+
+        def mom(kinds):
+            fs = [(lambda z: d3(z.ravel()).reshape(z.shape)) if k == "ddd" else _funcs(act, k) for k in kinds]
+            X, W = _grid_np(N, {1: 128, 2: 96, 3: 64}[N])
+            z = jnp.asarray(X, K.dtype) @ psd_factor(K).T
+            return _einsum_moment([f(z) for f in fs], jnp.asarray(W, K.dtype))
+
+    R = (C**2 * jnp.einsum("wabc,wa,wb,wc->wabc", mom(("ddd", "d", "d", "d")), Th, Th, Th)
+         + lam * C * jnp.einsum("wabc,wb,wc->wabc", mom(("dd", "s", "d", "d")), Th, Th))
+    X = C**2 * jnp.einsum("abcd,ab,ac,bd->abcd", mom(("dd", "dd", "d", "d")), Th, Th, Th)
+    S = lam * C * jnp.einsum("abcd,ac,bd->abcd", mom(("d", "d", "d", "d")), Th, Th) + X
+    Tl = (lam**2 * jnp.einsum("abcd,ab->abcd", mom(("d", "d", "s", "s")), Th)
+          + lam * C * (jnp.einsum("abcd,bd,ab->abcd", mom(("d", "dd", "s", "d")), Th, Th)
+                       + jnp.einsum("abcd,ac,ab->abcd", mom(("dd", "d", "d", "s")), Th, Th)) + X)
+    # T_{1342} = Tl[1,2,3,4] -> T[e0,e1,e2,e3] = Tl[e0,e3,e1,e2];  U_{1423} = X[1,2,3,4] -> U[e0,e1,e2,e3] = X[e0,e2,e3,e1]
+    return {"R": R, "S": S, "T": jnp.transpose(Tl, (0, 2, 3, 1)), "U": jnp.transpose(X, (0, 3, 1, 2))}

@@ -248,3 +248,4 @@ from ._dntk import dntk_pq_samples as dntk_pq_samples  # noqa: E402
 from ._dntk import dntk_pq_estimates as dntk_pq_estimates  # noqa: E402
 from ._dntk import ddntk_mean_samples as ddntk_mean_samples  # noqa: E402
 from ._dntk import ddntk_mean_estimates as ddntk_mean_estimates  # noqa: E402
+from ._dntk_stats import ddntk_second_layer as ddntk_second_layer  # noqa: E402

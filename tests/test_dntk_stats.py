@@ -50,6 +50,7 @@ def test_single_input_agrees_with_multi_input_and_ntk_fluctuations(activation, C
         np.testing.assert_allclose(getattr(st, k)[:, 0, 0, 0, 0], s1[k], rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_scale_invariant_closed_form_and_slope():
     x = _inputs(1)[0]
     L = 10_000
@@ -103,6 +104,7 @@ def _check_all(est, st_layer, nets_label):
         assert np.max(np.abs(dev)) < Z, f"{nets_label} {k}: max |dev| = {np.max(np.abs(dev)):.2f} SE"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation,C_b,C_W,lb", [("relu", 0.0, 2.0, 0.5), ("tanh", 0.2, 1.1, 0.3)])
 def test_second_layer_exact_at_any_width(activation, C_b, C_W, lb):
     """At L = 2 the layer-1 NTK is deterministic and diagonal: n E[dH z] equals the leading order at any n."""
@@ -159,6 +161,7 @@ def test_F_B_agree_with_ntk_statistics():
     np.testing.assert_allclose(st.Theta, ref.Theta, rtol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lambda_b", [0.0, 1.0])
 def test_kstar0_slopes_against_recursion(lambda_b):
     """tanh at criticality: the normalized slopes at ℓ = 4000 against the class constants (approach O(log ℓ / ℓ))."""

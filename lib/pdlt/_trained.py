@@ -247,7 +247,7 @@ def nearly_kernel_prediction(H, dH, z0, y, n_train: int, *, eta: float | None = 
     r"""End of training of a model with NTK :math:`H` and dNTK :math:`dH` at initialization, to first order in dH (derived here).
 
     For a model whose second derivative in the parameters is constant (the quadratic model of §11.4,
-    :math:`z = z_0 + J w + \tfrac12 w^\top\Psi w`; its ddNTKs vanish) trained on the MSE loss to zero
+    :math:`z = z_0 + J w + \tfrac12 w^\top\Psi w`; its third derivative vanishes) trained on the MSE loss to zero
     training error, with :math:`c = H_{AA}^{-1}\epsilon_0`, :math:`\epsilon_0 = z_{0,A} - y` and the projector
     :math:`\Pi_\delta[X] = X_\delta - H_{\delta A}H_{AA}^{-1}X_A`,
 

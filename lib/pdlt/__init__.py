@@ -231,6 +231,8 @@ from ._bayes import finite_width_posterior_moments as finite_width_posterior_mom
 # multi-input NTK statistics at leading order in 1/n (K, Theta, V, D, F, A, B, G1, H1)
 from ._ntk_stats import NTKStatistics as NTKStatistics  # noqa: E402
 from ._ntk_stats import ntk_statistics as ntk_statistics  # noqa: E402
+from ._ntk_ensembles import ntk_conditional_samples_multi as ntk_conditional_samples_multi  # noqa: E402
+from ._ntk_ensembles import ntk_statistics_estimates as ntk_statistics_estimates  # noqa: E402
 from ._trained import nearly_kernel_prediction as nearly_kernel_prediction  # noqa: E402
 from ._trained import quadratic_model_apply as quadratic_model_apply  # noqa: E402
 from ._trained import train_quadratic_explicit as train_quadratic_explicit  # noqa: E402

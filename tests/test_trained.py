@@ -131,3 +131,23 @@ def test_bad_inputs_raise():
         pdlt.nearly_kernel_prediction(jnp.eye(4), jnp.zeros((4, 4)), jnp.zeros(4), jnp.zeros(3), 3)
     with pytest.raises(pdlt.PDLTValueError, match="V"):
         pdlt.finite_width_posterior_correction(jnp.eye(3), jnp.eye(3), jnp.zeros((3, 3)), jnp.ones((2, 1)), 2, 0.1)
+
+
+def test_ntk_mean_shift_coefficient_limits():
+    """Without fluctuations the coefficient is the derivative of H_DA H_AA^{-1} y along H1; with A, B it
+    matches the second-order expansion evaluated by sampling a Gaussian NTK of that covariance."""
+    Th = jnp.array([[2.0, 0.8, 0.5], [0.8, 1.5, 0.3], [0.5, 0.3, 1.2]])
+    H1 = jnp.array([[0.3, 0.1, 0.0], [0.1, -0.2, 0.05], [0.0, 0.05, 0.4]])
+    y = jnp.array([0.7, -0.4])
+    b = pdlt.ntk_mean_shift_coefficient(Th, H1, jnp.zeros((3,) * 4), jnp.zeros((3,) * 4), y, 2)
+    f = lambda H: H[2, :2] @ jnp.linalg.solve(H[:2, :2], y)  # noqa: E731
+    h = 1e-6
+    np.testing.assert_allclose(b[0], (f(Th + h * H1) - f(Th - h * H1)) / (2 * h), rtol=1e-6)
+    # A = outer(S, S) for a symmetric S (B = 0): Ĥ = Θ + g S / sqrt(n), g ~ N(0, 1); E f exactly by quadrature
+    S = jnp.array([[0.2, -0.1, 0.3], [-0.1, 0.4, 0.0], [0.3, 0.0, -0.2]])
+    A = jnp.einsum("ab,cd->abcd", S, S)
+    b2 = pdlt.ntk_mean_shift_coefficient(Th, jnp.zeros((3, 3)), A, jnp.zeros((3,) * 4), y, 2)[0]
+    n = 1e4
+    g, w = np.polynomial.hermite_e.hermegauss(40)
+    Ef = sum(wi * float(f(Th + gi * S / np.sqrt(n))) for gi, wi in zip(g, w)) / np.sqrt(2 * np.pi)
+    np.testing.assert_allclose(n * (Ef - float(f(Th))), float(b2), rtol=1e-3)

@@ -46,7 +46,7 @@ from ._training import _update, init_ensemble, ensemble_apply
 
 __all__ = ["giant_leap", "giant_leap_ensemble", "linear_control", "control_variate_mean",
            "control_variate_cov", "untrained_linear_cov", "fit_inverse_width", "trained_outputs", "nearly_kernel_prediction",
-           "quadratic_model_apply", "train_quadratic_explicit", "model_ntk_dntk"]
+           "quadratic_model_apply", "train_quadratic_explicit", "model_ntk_dntk", "ntk_mean_shift_coefficient"]
 
 
 def _flat_ntk(params, x, activation, lb, lw):
@@ -361,3 +361,33 @@ def model_ntk_dntk(f, w):
 
     dHdw = jax.jacfwd(H)(w)                                                # (N, N, P)
     return J @ J.T, jnp.einsum("bcp,ap->abc", dHdw, J)
+
+
+def ntk_mean_shift_coefficient(Theta, H1, A, B, y, n_train: int):
+    r"""The :math:`1/n` coefficient of :math:`\mathbb E[\hat H_{DA}\hat H_{AA}^{-1}]\,y - m^\infty` (one output; derived here).
+
+    The end point of training with a *frozen* empirical NTK :math:`\hat H` (either algorithm, at zeroth order
+    in the dNTK) is :math:`z_D(0) - \hat H_{DA}\hat H_{AA}^{-1}(z_A(0) - y)`. Its deviation from the control
+    :math:`z^{\rm lin}` (frozen at :math:`\Theta`) has mean :math:`\mathbb E[f(\hat H)] - f(\Theta)`,
+    :math:`f(H) = H_{DA}H_{AA}^{-1}y`: the terms odd in the initial outputs vanish because
+    :math:`(\hat H, z)\to(\hat H, -z)` under :math:`W^{(L)}\to -W^{(L)}`. With :math:`\mathbb E\hat H = \Theta + H^{\{1\}}/n`
+    and :math:`n\,\mathrm{Cov}(\hat H_{a_1a_2},\hat H_{a_3a_4}) = A_{a_1a_2a_3a_4} + B_{a_1a_3a_2a_4} + B_{a_1a_4a_2a_3}`
+    (the :func:`pdlt.ntk_statistics` convention for one output neuron),
+
+    .. math:: n\,\big(\mathbb E f(\hat H) - f(\Theta)\big) = \partial f\cdot H^{\{1\}} + \tfrac12\,\partial^2 f : C + O(1/n).
+
+    Args: Theta, H1: ``(N, N)``; A, B: ``(N, N, N, N)``; y: ``(n_train,)``.
+    Returns: ``(N - n_train,)``.
+    """
+    fn = "ntk_mean_shift_coefficient"
+    _split(Theta, n_train, fn)
+    Theta, H1, A, B, y = (jnp.asarray(v) for v in (Theta, H1, A, B, y))
+    C = A + jnp.einsum("acbd->abcd", B) + jnp.einsum("adbc->abcd", B)
+
+    def f(H):
+        H = 0.5 * (H + H.T)
+        return H[n_train:, :n_train] @ jnp.linalg.solve(H[:n_train, :n_train], y)
+
+    J = jax.jacfwd(f)(Theta)
+    Hs = jax.jacfwd(jax.jacfwd(f))(Theta)
+    return jnp.einsum("dab,ab->d", J, H1) + 0.5 * jnp.einsum("dabce,abce->d", Hs, C)

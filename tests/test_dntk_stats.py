@@ -229,3 +229,19 @@ def test_ddntk_second_layer_exact_at_any_width(activation, C_b, C_W):
         if activation == "relu" and k in "RU":
             assert float(np.max(np.abs(np.asarray(est[k])))) < 1e-12
     assert float(np.max(np.abs(np.asarray(th["S"])) / np.asarray(est["S_se"]))) > 10
+
+
+@pytest.mark.slow
+def test_relu_delta_terms_are_the_averaged_motion_of_the_ntk():
+    """ReLU, two inputs, depth two: the finite-difference motion of the NTK over an ensemble (which counts
+    activation-pattern changes) follows the recursion with the δ(z) terms, and rejects the one without them."""
+    x = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(0), 7), (2, 8))
+    kw = dict(C_b=0.0, C_W=2.0, activation="relu", lambda_b=0.5, lambda_W=1.0)
+    dist = dntk_statistics(x, L=2, kink="distributional", **kw).P[1]
+    ae = dntk_statistics(x, L=2, kink="almost-everywhere", **kw).P[1]
+    est = pdlt.ntk_motion_pq_estimates(jax.random.PRNGKey(5), x, n=6, L=2, n_nets=120_000, n_out=2, eps=1e-2,
+                                       chunk=5000, **kw)
+    dev = (np.asarray(est["P"]) - np.asarray(dist)) / np.asarray(est["P_se"])
+    assert np.max(np.abs(dev)) < Z
+    c = np.unravel_index(np.argmax(np.abs(np.asarray(dist - ae))), dist.shape)
+    assert abs(float(est["P"][c] - ae[c])) > Z * float(est["P_se"][c])

@@ -252,3 +252,4 @@ from ._dntk import ddntk_mean_samples as ddntk_mean_samples  # noqa: E402
 from ._dntk import ddntk_mean_estimates as ddntk_mean_estimates  # noqa: E402
 from ._dntk_stats import ddntk_second_layer as ddntk_second_layer  # noqa: E402
 from ._trained import ntk_mean_shift_coefficient as ntk_mean_shift_coefficient  # noqa: E402
+from ._dntk import ntk_motion_pq_estimates as ntk_motion_pq_estimates  # noqa: E402

@@ -21,7 +21,7 @@ from ._empirical_ntk import empirical_ntk, learning_rate_tensor
 from ._mlp import mlp_apply
 
 __all__ = ["empirical_dntk", "ensemble_dntk_moment", "ntk_relative_variance", "relu_ntk_relative_variance_leading",
-           "dntk_pq_samples", "dntk_pq_estimates", "ddntk_mean_samples", "ddntk_mean_estimates",
+           "dntk_pq_samples", "dntk_pq_estimates", "ddntk_mean_samples", "ddntk_mean_estimates", "ntk_motion_pq_estimates",
            "train_quadratic_model", "dntk_moment_mean"]
 
 
@@ -395,3 +395,75 @@ def ddntk_mean_estimates(key, x, **kw) -> dict:
     for name, v in zip("RSTU", res):
         out[name], out[name + "_se"] = mean_and_se(v)
     return out
+
+
+# --------------------------------------------------------------------------- ensembles: the averaged motion of the NTK
+
+def _motion_one(p, x, activation, lb, lw, eps):
+    r"""Symmetric differences :math:`[\hat H(\theta+\epsilon t_{i_0;\alpha_0}) - \hat H(\theta-\epsilon t_{i_0;\alpha_0})]/2\epsilon` times outputs."""
+    t = _tangents(p, x, activation, lb, lw)                   # leaves (N, n_L, *shape)
+    z = mlp_apply(p, x, activation)                           # (N, n_L)
+    N, nL = z.shape
+    off = 1.0 - jnp.eye(nL, dtype=z.dtype)
+    npair = nL * (nL - 1)
+
+    def diff(a0, i0):
+        tv = _pick(t, a0, i0)
+        Hp = empirical_ntk(jax.tree_util.tree_map(lambda q, u: q + eps * u, p, tv), x, activation, lambda_b=lb, lambda_W=lw)
+        Hm = empirical_ntk(jax.tree_util.tree_map(lambda q, u: q - eps * u, p, tv), x, activation, lambda_b=lb, lambda_W=lw)
+        return (Hp - Hm) / (2 * eps)                          # (n_L, n_L, N, N): [i1, i2, a1, a2]
+
+    d = jnp.stack([jnp.stack([diff(a0, i0) for a0 in range(N)]) for i0 in range(nL)])   # [i0, a0, i1, i2, a1, a2]
+    P = jnp.einsum("ik,ixkkab,yi->xaby", off, d, z) / npair
+    Q = 0.5 * (jnp.einsum("ik,ixikab,yk->xaby", off, d, z) + jnp.einsum("ik,ixkiba,yk->xaby", off, d, z)) / npair
+    return P, Q
+
+
+@partial(jax.jit, static_argnames=("activation", "lb", "lw", "eps"))
+def _motion_batch(params, x, activation, lb, lw, eps):
+    return jax.lax.map(lambda p: _motion_one(p, x, activation, lb, lw, eps), params)
+
+
+def ntk_motion_pq_estimates(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                            n_nets: int, n_out: int = 2, eps: float = 1e-2, chunk: int = 2000,
+                            progress: bool | None = None) -> dict:
+    r"""nP, nQ of the ensemble-averaged motion of the NTK along a gradient, by symmetric finite differences.
+
+    For each network, :math:`[\hat H(\theta+\epsilon t) - \hat H(\theta-\epsilon t)]/(2\epsilon)` with
+    :math:`t = \lambda\,\partial z_{i_0;\alpha_0}/\partial\theta`, contracted with the outputs as in :func:`dntk_pq_samples`.
+    For a smooth activation it equals the autodiff dNTK up to :math:`O(\epsilon^2)`; for a kinked one it also
+    counts the changes of the activation pattern (preactivations crossing zero within :math:`\pm\epsilon`), the
+    :math:`\sigma'' = \delta` terms of ``kink="distributional"`` in :func:`pdlt.dntk_statistics`. Those rare jumps make the
+    per-network variance grow like :math:`1/\epsilon`, so many networks are needed.
+
+    Returns: dict ``P, P_se, Q, Q_se`` (``(N,)*4``) and ``n``, ``eps``.
+    """
+    from ._checks import PDLTValueError, nonnegative, positive, positive_int
+    from ._progress import even_chunk, progress_range
+    from ._stats import mean_and_se
+    from ._training import init_ensemble
+
+    fn = "ntk_motion_pq_estimates"
+    positive_int(fn, n=n, L=L, n_nets=n_nets, n_out=n_out, chunk=chunk)
+    positive(fn, eps=eps, C_W=C_W)
+    nonnegative(fn, C_b=C_b)
+    if L < 2 or n_out < 2:
+        raise PDLTValueError(f"{fn}: need L >= 2 (got {L}) and n_out >= 2 (got {n_out})")
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    if x.ndim != 2:
+        raise PDLTValueError(f"{fn}: `x` must have shape (N, n0), got {x.shape}")
+    from ._activations import get_activation
+    act = get_activation(activation, fn)
+    lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn=fn)
+    widths = [n] * (L - 1) + [n_out]
+    Ps, Qs = [], []
+    size = even_chunk(n_nets, chunk)
+    for start in progress_range(0, n_nets, size, desc=f"NTK motion n={n} L={L}", enable=progress):
+        params = init_ensemble(key, x.shape[1], widths, C_b=C_b, C_W=C_W, n_nets=size, start=start)
+        P, Q = _motion_batch(params, x, act.name, lb, lw, float(eps))
+        Ps.append(P)
+        Qs.append(Q)
+    P, Q = n * jnp.concatenate(Ps)[:n_nets], n * jnp.concatenate(Qs)[:n_nets]
+    Pm, Pse = mean_and_se(P)
+    Qm, Qse = mean_and_se(Q)
+    return {"P": Pm, "P_se": Pse, "Q": Qm, "Q_se": Qse, "n": n, "eps": eps}

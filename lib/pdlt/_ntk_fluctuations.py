@@ -250,7 +250,8 @@ def scale_invariant_ntk_closed_form(ell, *, K, activation="relu", lambda_b=1.0, 
 
 
 def scale_invariant_mean_ntk(ell, *, C_W, g0=1.0, activation="relu", lambda_b=1.0, lambda_W=1.0):
-    r"""Mean NTK of a scale-invariant MLP with :math:`C_b = 0` at any :math:`C_W` (PDLT §9.4; for ReLU exact at any width).
+    r"""Mean NTK of a scale-invariant MLP with :math:`C_b = 0` at any :math:`C_W` (PDLT §9.4; for ReLU exact in the width
+    up to the O(L 2^-n) dead-layer terms of :func:`relu_ntk_fluctuations_exact` when λ_b > 0).
 
     With :math:`\chi = C_W A_2` (both susceptibilities) and :math:`g_0 = |x|^2/n_0`, every layer's weight term
     is transported to layer :math:`\ell` with the same total factor, so
@@ -347,7 +348,7 @@ def equivalent_learning_rates(L: int, activation="relu", *, lambda_b_tilde=1.0, 
     r"""Per-layer learning rates that make every layer contribute equally to :math:`\Theta^{(L)}` (PDLT §9.4).
 
     * scale-invariant class: :math:`\lambda_b^{(\ell)} = \tilde\lambda_b/L`, :math:`\lambda_W^{(\ell)} = \tilde\lambda_W/L`,
-      so that :math:`\Theta^{(L)} = \tilde\lambda_b + \tilde\lambda_W A_2 K^\star` at criticality (exactly, for ReLU, at any width);
+      so that :math:`\Theta^{(L)} = \tilde\lambda_b + \tilde\lambda_W A_2 K^\star` at criticality (for ReLU exactly in n, up to O(L 2^-n) when λ_b > 0);
     * K*=0 class: :math:`\lambda_b^{(\ell)} = \tilde\lambda_b\,\ell^{-p_\perp}L^{p_\perp-1}`,
       :math:`\lambda_W^{(\ell)} = \tilde\lambda_W(L/\ell)^{p_\perp-1}`, so that :math:`\Theta^{(L)}\to\tilde\lambda_b + \tilde\lambda_W\sigma_1^2/(-a_1)`.
 

@@ -37,7 +37,8 @@ from ._gaussian import gaussian_expectation
 from ._kernel_learning import _split
 
 __all__ = ["gp_posterior", "log_evidence", "relu_evidence_optimal_C_W", "single_input_V",
-           "hebbian_shift_first_order", "hebbian_shift_relu_mc", "finite_width_posterior_mean"]
+           "hebbian_shift_first_order", "hebbian_shift_relu_mc", "finite_width_posterior_mean",
+           "finite_width_posterior_correction", "finite_width_posterior_moments"]
 
 
 def gp_posterior(K, y, n_train: int, noise: float = 0.0):
@@ -177,3 +178,103 @@ def finite_width_posterior_mean(Ghat, y, n_train: int, noise: float):
     R = jnp.mean(u, axis=0) / wbar
     se = jnp.std(u - R * w[:, None, None], axis=0) / (jnp.sqrt(Ghat.shape[0]) * wbar)
     return R, se
+
+
+def _posterior_functions(y, n_train, noise):
+    y = jnp.asarray(y)
+
+    def sym(G):
+        return 0.5 * (G + G.T)
+
+    def mean(G):
+        G = sym(G)
+        Gt = G[:n_train, :n_train] + noise * jnp.eye(n_train, dtype=G.dtype)
+        return G[n_train:, :n_train] @ jnp.linalg.solve(Gt, y[:, :1])[:, 0]
+
+    def second(G):                                   # E[z_D z_D^T | Ĝ, y] of output component 0
+        G = sym(G)
+        Gt = G[:n_train, :n_train] + noise * jnp.eye(n_train, dtype=G.dtype)
+        P = jnp.linalg.solve(Gt, G[:n_train, n_train:]).T
+        m = P @ y[:, 0]
+        return G[n_train:, n_train:] - P @ G[:n_train, n_train:] + jnp.outer(m, m)
+
+    def loglik(G):
+        G = sym(G)
+        return log_evidence(G[:n_train, :n_train], y, noise)
+
+    return mean, second, loglik
+
+
+def finite_width_posterior_correction(K, G1, V, y, n_train: int, noise: float):
+    r"""The :math:`1/n` coefficients of the finite-width posterior mean and covariance (derived here, §6.4).
+
+    Given the output-layer metric :math:`\hat G` the outputs are exactly Gaussian (independent output
+    components, covariance :math:`\hat G`), so the exact posterior of a finite-width network is the
+    Gaussian-process posterior with kernel :math:`\hat G`, averaged over :math:`\hat G` with weight
+    :math:`w(\hat G) = p(y\mid\hat G)`: :math:`\mathbb E[f\mid y] = \mathbb E[w f(\hat G)]/\mathbb E[w]` for
+    :math:`f = m(\hat G) = \hat G_{DA}\tilde G^{-1}y` (mean) and :math:`f = \hat G_{DD} - \hat G_{DA}\tilde G^{-1}\hat G_{AD}
+    + m m^\top` (second moment). With :math:`\hat G = K + \Delta`, :math:`\mathbb E\Delta = G^{\{1\}}/n`,
+    :math:`\mathbb E[\Delta\Delta] = V/n + O(1/n^2)` and higher cumulants :math:`O(1/n^2)`, expanding
+    :math:`w = e^{\ell}` and :math:`f` to second order gives
+
+    .. math:: \mathbb E[f\mid y] = f(K) + \frac1n\Big[\partial f\cdot G^{\{1\}} + \tfrac12\,\partial^2 f : V
+              + (\partial f\otimes\partial\ell) : V\Big] + O(1/n^2),
+
+    all derivatives at :math:`K` (the term :math:`\tfrac12(\partial^2\ell + \partial\ell\partial\ell):V` of the
+    weight cancels between numerator and denominator). The covariance coefficient is that of the
+    second moment minus :math:`m\,\delta m^\top + \delta m\,m^\top`.
+
+    Args:
+      K: ``(N, N)`` output kernel (train first). G1: ``(N, N)`` 1/n mean correction of the output metric.
+      V: ``(N, N, N, N)`` four-point vertex of the output layer (:math:`n\,\mathrm{Cov}(\hat G_{ab},\hat G_{cd})`).
+      y: ``(n_train, n_L)`` targets (the covariance refers to output component 0). noise: :math:`\sigma^2 > 0`.
+    Returns: ``(dm, dS)``: ``(N_D,)`` and ``(N_D, N_D)``; :math:`\mathbb E[z_D\mid y] = m_{GP} + dm/n` (component 0),
+      :math:`\mathrm{Cov}[z_D\mid y] = \Sigma_{GP} + dS/n`.
+    """
+    fn = "finite_width_posterior_correction"
+    _checks.positive(fn, noise=noise)
+    K, G1, V = jnp.asarray(K), jnp.asarray(G1), jnp.asarray(V)
+    N = K.shape[0]
+    if K.shape != (N, N) or G1.shape != (N, N) or V.shape != (N,) * 4:
+        raise _checks.PDLTValueError(f"{fn}: need K, G1 of shape (N, N) and V of shape (N, N, N, N); got "
+                                     f"{K.shape}, {G1.shape}, {V.shape}")
+    _split(K, n_train, fn)
+    mean, second, loglik = _posterior_functions(y, n_train, noise)
+    dl = jax.grad(loglik)(K)
+
+    def coef(f):
+        J = jax.jacfwd(f)(K)                                           # (..., N, N)
+        Hs = jax.jacfwd(jax.jacfwd(f))(K)                              # (..., N, N, N, N)
+        return (jnp.einsum("...ab,ab->...", J, G1) + 0.5 * jnp.einsum("...abcd,abcd->...", Hs, V)
+                + jnp.einsum("...ab,abcd,cd->...", J, V, dl))
+
+    m0 = mean(K)
+    dm = coef(mean)
+    dS = coef(second) - jnp.outer(m0, dm) - jnp.outer(dm, m0)
+    return dm, 0.5 * (dS + dS.T)
+
+
+def finite_width_posterior_moments(Ghat, y, n_train: int, noise: float):
+    r"""Exact posterior mean and covariance (output component 0) of a finite-width ensemble from its metrics.
+
+    :math:`\mathbb E[f\mid y] = \sum_s w_s f(\hat G_s)/\sum_s w_s` with :math:`w = p(y\mid\hat G)` (see
+    :func:`finite_width_posterior_correction`), the SEs from the influence functions of the ratio estimators.
+
+    Args: Ghat: ``(S, N, N)`` output-layer metrics (train first); y: ``(n_train, n_L)``; noise: :math:`\sigma^2 > 0`.
+    Returns: ``(mean, mean_se, cov, cov_se)`` of shapes ``(N_D,)`` and ``(N_D, N_D)``.
+    """
+    fn = "finite_width_posterior_moments"
+    _checks.positive(fn, noise=noise)
+    Ghat = jnp.asarray(Ghat)
+    mean, second, loglik = _posterior_functions(y, n_train, noise)
+    logw = jax.vmap(loglik)(Ghat)
+    w = np.asarray(jnp.exp(logw - jnp.max(logw)))
+    u1 = np.asarray(jax.vmap(mean)(Ghat))                              # (S, N_D)
+    u2 = np.asarray(jax.vmap(second)(Ghat))                            # (S, N_D, N_D)
+    S, wbar = len(w), w.mean()
+    R1 = (w[:, None] * u1).mean(0) / wbar
+    R2 = (w[:, None, None] * u2).mean(0) / wbar
+    i1 = w[:, None] * (u1 - R1) / wbar
+    i2 = w[:, None, None] * (u2 - R2) / wbar - i1[:, :, None] * R1[None, None, :] - R1[None, :, None] * i1[:, None, :]
+    cov = R2 - np.outer(R1, R1)
+    return R1, i1.std(0, ddof=1) / np.sqrt(S), cov, i2.std(0, ddof=1) / np.sqrt(S)

@@ -21,6 +21,7 @@ from ._empirical_ntk import empirical_ntk, learning_rate_tensor
 from ._mlp import mlp_apply
 
 __all__ = ["empirical_dntk", "ensemble_dntk_moment", "ntk_relative_variance", "relu_ntk_relative_variance_leading",
+           "dntk_pq_samples", "dntk_pq_estimates", "ddntk_mean_samples", "ddntk_mean_estimates", "ntk_motion_pq_estimates",
            "train_quadratic_model", "dntk_moment_mean"]
 
 
@@ -172,7 +173,8 @@ def train_quadratic_model(params0, x_train, y_train, x_eval, *, eta: float, step
 
     The model is the second-order Taylor expansion of the network in its parameters around
     initialization, :math:`z(\theta_0+\delta) \approx z_0 + J\delta + \tfrac12\delta^\top\nabla^2z\,\delta`: its NTK moves
-    exactly with the dNTK at initialization (and its ddNTKs vanish). Trained with the same
+    exactly with the dNTK at initialization; of its two ddNTKs, the one from third derivatives vanishes and the
+one from products of second derivatives does not. Trained with the same
     learning-rate tensor as the network.
     Returns: ``(z_eval (n_nets, N, n_L), final_loss (n_nets,))``.
     """
@@ -184,3 +186,284 @@ def train_quadratic_model(params0, x_train, y_train, x_eval, *, eta: float, step
     positive_int("train_quadratic_model", steps=steps)
     return _train_quadratic(params0, jnp.asarray(x_train), jnp.asarray(y_train), jnp.asarray(x_eval), float(eta),
                             int(steps), activation, lb, lw)
+
+
+# --------------------------------------------------------------------------- ensembles: P and Q
+
+def _pq_one(p, x, activation, lb, lw):
+    r"""Per-network P and Q samples from the output dNTK (``n_L >= 2`` outputs), before the factor n.
+
+    P: mean over ordered pairs i != k of :math:`\widehat{dH}_{ikk;\alpha_0\alpha_1\alpha_2}z_{i;\alpha_3}`;
+    Q: mean over i != k of :math:`\tfrac12[\widehat{dH}_{iik;\alpha_0\alpha_1\alpha_2} + \widehat{dH}_{iki;\alpha_0\alpha_2\alpha_1}]z_{k;\alpha_3}`.
+    """
+    dH = _dntk(p, x, activation, lb, lw)                       # (i0, i1, i2, a0, a1, a2)
+    z = mlp_apply(p, x, activation)                            # (a3, i)
+    nL = z.shape[1]
+    off = 1.0 - jnp.eye(nL, dtype=z.dtype)
+    npair = nL * (nL - 1)
+    P = jnp.einsum("ik,ikkxab,yi->xaby", off, dH, z) / npair
+    Q1 = jnp.einsum("ik,iikxab,yk->xaby", off, dH, z)
+    Q2 = jnp.einsum("ik,ikixba,yk->xaby", off, dH, z)
+    return P, 0.5 * (Q1 + Q2) / npair
+
+
+@partial(jax.jit, static_argnames=("activation", "lb", "lw"))
+def _pq_batch(params, x, activation, lb, lw):
+    # lax.map (a loop over networks) rather than vmap: the same numbers, a far smaller program to compile
+    return jax.lax.map(lambda p: _pq_one(p, x, activation, lb, lw), params)
+
+
+def dntk_pq_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                    n_nets: int, n_out: int = 2, chunk: int = 256, progress: bool | None = None):
+    r"""Per-network estimates of :math:`nP` and :math:`nQ` (output layer of depth L, hidden widths n) for N inputs.
+
+    Network i is drawn from ``fold_in(key, i)`` (:func:`pdlt.init_ensemble`, widths ``[n]*(L-1) + [n_out]``); its
+    autodiff dNTK (:func:`empirical_dntk`) and outputs give, with the Kronecker structure of
+    :math:`E[\widehat{dH}z]`, the unbiased samples of :func:`_pq_one` (off-diagonal output pairs: the
+    pair :math:`i_0 = i_3 \ne i_1 = i_2` sees only P, :math:`i_0 = i_1 \ne i_2 = i_3` only Q). Multiplied by n.
+
+    Args: key; x: ``(N, n0)``; n: hidden width; L: depth (>= 2); C_b, C_W; activation; lambda_b, lambda_W;
+      n_nets; n_out: output neurons (>= 2); chunk: networks per compiled batch.
+    Returns: ``(nP, nQ)``, each ``(n_nets, N, N, N, N)`` indexed ``[a0, a1, a2, a3]``.
+    """
+    from ._checks import PDLTValueError, nonnegative, positive, positive_int
+    from ._ensembles import warn_nonfinite
+    from ._progress import even_chunk, progress_range
+    from ._training import init_ensemble
+
+    fn = "dntk_pq_samples"
+    positive_int(fn, n=n, L=L, n_nets=n_nets, n_out=n_out, chunk=chunk)
+    if L < 2 or n_out < 2:
+        raise PDLTValueError(f"{fn}: need L >= 2 (got {L}) and n_out >= 2 (got {n_out}) to see P and Q")
+    nonnegative(fn, C_b=C_b)
+    positive(fn, C_W=C_W)
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    if x.ndim != 2:
+        raise PDLTValueError(f"{fn}: `x` must have shape (N, n0), got {x.shape}")
+    from ._activations import get_activation
+    act = get_activation(activation, fn)
+    lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn=fn)
+    widths = (n,) * (L - 1) + (n_out,)
+    Ps, Qs = [], []
+    size = even_chunk(n_nets, chunk)
+    for start in progress_range(0, n_nets, size, desc=f"dNTK P, Q n={n} L={L}", enable=progress):
+        params = init_ensemble(key, x.shape[1], list(widths), C_b=C_b, C_W=C_W, n_nets=size, start=start)
+        P, Q = _pq_batch(params, x, act.name, lb, lw)
+        Ps.append(P)
+        Qs.append(Q)
+    P, Q = n * jnp.concatenate(Ps)[:n_nets], n * jnp.concatenate(Qs)[:n_nets]
+    warn_nonfinite(fn, P)
+    return P, Q
+
+
+def dntk_pq_estimates(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                      n_nets: int, n_out: int = 2, chunk: int = 256, progress: bool | None = None) -> dict:
+    r"""Ensemble means and standard errors of :math:`nP`, :math:`nQ` (:func:`dntk_pq_samples`).
+
+    Returns: dict ``P, P_se, Q, Q_se`` (arrays ``(N, N, N, N)``) and ``n``.
+    """
+    from ._stats import mean_and_se
+
+    P, Q = dntk_pq_samples(key, x, n=n, L=L, C_b=C_b, C_W=C_W, activation=activation, lambda_b=lambda_b,
+                           lambda_W=lambda_W, n_nets=n_nets, n_out=n_out, chunk=chunk, progress=progress)
+    Pm, Pse = mean_and_se(P)
+    Qm, Qse = mean_and_se(Q)
+    return {"P": Pm, "P_se": Pse, "Q": Qm, "Q_se": Qse, "n": n}
+
+
+# --------------------------------------------------------------------------- ensembles: the two ddNTKs
+
+def _tangents(params, x, activation, lb, lw):
+    r"""The learning-rate weighted gradients :math:`t_{i;\alpha} = \lambda\,\partial z_{i;\alpha}/\partial\theta`, leaves ``(N, n_L, *shape)``."""
+    Jac = jax.jacrev(lambda p: mlp_apply(p, x, activation))(params)
+    return tuple((lw[ell] / W.shape[1] * JW, lb[ell] * Jb) for ell, ((W, _), (JW, Jb)) in enumerate(zip(params, Jac)))
+
+
+def _pick(tree, a, i):
+    return jax.tree_util.tree_map(lambda t: t[a, i], tree)
+
+
+def _dot_lambda_inv(u, v, params, lb, lw):
+    r""":math:`\sum_\mu u_\mu v_\mu/\lambda_\mu` for two λ-weighted vectors (so that :math:`\sum\lambda\,\partial\,\partial` is recovered)."""
+    tot = 0.0
+    for ell, ((W, _), (uW, ub), (vW, vb)) in enumerate(zip(params, u, v)):
+        if lw[ell] > 0:
+            tot = tot + jnp.sum(uW * vW) * W.shape[1] / lw[ell]
+        if lb[ell] > 0:
+            tot = tot + jnp.sum(ub * vb) / lb[ell]
+    return tot
+
+
+def _ddntk_one(p, x, activation, lb, lw):
+    r"""Per-network ddNTK samples for output neurons a = 0, b = 1 (module :func:`ddntk_mean_samples`)."""
+    N = x.shape[0]
+    t = _tangents(p, x, activation, lb, lw)
+
+    def f(q):
+        return mlp_apply(q, x, activation)                    # (N, n_L)
+
+    def d3(t1, t2, t3):                                       # third directional derivative of every output
+        g = lambda q: jax.jvp(f, (q,), (t1,))[1]             # noqa: E731
+        h = lambda q: jax.jvp(g, (q,), (t2,))[1]             # noqa: E731
+        return jax.jvp(h, (p,), (t3,))[1]                     # (N, n_L)
+
+    a, b = 0, 1
+    R = jnp.stack([jnp.stack([jnp.stack([d3(_pick(t, d1, a), _pick(t, d2, b), _pick(t, d3_, b))[:, a]
+                                         for d3_ in range(N)], -1) for d2 in range(N)], -1) for d1 in range(N)], -1)
+    R = jnp.transpose(R, (0, 3, 2, 1))                        # R[d0, d1, d2, d3] = ddI_{a a b b; d0 d1 d2 d3}
+
+    def hvp(tv):                                              # λ-weighted Hessian-vector products of every output
+        return jax.jvp(lambda q: _tangents(q, x, activation, lb, lw), (p,), (tv,))[1]   # leaves (N, n_L, *shape)
+
+    H = [[hvp(_pick(t, d, i)) for i in range(2)] for d in range(N)]   # H[d][i]: λ ∇² z · t_{i;d}
+
+    def dd2(i1, d1, i2, d2, i3, d3_, i4, d4):
+        w = _pick(H[d3_][i3], d1, i1)                         # λ ∇²z_{i1;d1} t_{i3;d3}
+        u = _pick(H[d4][i4], d2, i2)                          # λ ∇²z_{i2;d2} t_{i4;d4}
+        return _dot_lambda_inv(w, u, p, lb, lw)
+
+    rng = range(N)
+    S = jnp.array([[[[dd2(a, d1, a, d2, b, d3_, b, d4) for d4 in rng] for d3_ in rng] for d2 in rng] for d1 in rng])
+    Tt = jnp.array([[[[dd2(a, d1, b, d2, a, d3_, b, d4) for d4 in rng] for d3_ in rng] for d2 in rng] for d1 in rng])
+    Uu = jnp.array([[[[dd2(a, d1, b, d2, b, d3_, a, d4) for d4 in rng] for d3_ in rng] for d2 in rng] for d1 in rng])
+    # ddII_{abab; 1234} = T_{1342}/n, ddII_{abba; 1234} = U_{1423}/n
+    T = jnp.transpose(Tt, (0, 2, 3, 1))
+    U = jnp.transpose(Uu, (0, 3, 1, 2))
+    return R, S, T, U
+
+
+@partial(jax.jit, static_argnames=("activation", "lb", "lw"))
+def _ddntk_batch(params, x, activation, lb, lw):
+    return jax.lax.map(lambda p: _ddntk_one(p, x, activation, lb, lw), params)
+
+
+def ddntk_mean_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                       n_nets: int, n_out: int = 2, chunk: int = 128, progress: bool | None = None):
+    r"""Per-network estimates of :math:`nR, nS, nT, nU`, the means of the two ddNTKs (PDLT §∞.1; definitions ours).
+
+    .. math::
+       \widehat{dd_IH}_{i_0i_1i_2i_3;\delta_0\delta_1\delta_2\delta_3} &= \sum\lambda_{\mu_1\nu_1}\lambda_{\mu_2\nu_2}\lambda_{\mu_3\nu_3}
+         \frac{\partial^3 z_{i_0;\delta_0}}{\partial\theta_{\mu_1}\partial\theta_{\mu_2}\partial\theta_{\mu_3}}
+         \frac{\partial z_{i_1;\delta_1}}{\partial\theta_{\nu_1}}\frac{\partial z_{i_2;\delta_2}}{\partial\theta_{\nu_2}}\frac{\partial z_{i_3;\delta_3}}{\partial\theta_{\nu_3}},\\
+       \widehat{dd_{II}H}_{i_1i_2i_3i_4;\delta_1\delta_2\delta_3\delta_4} &= \sum\lambda_{\mu_1\nu_1}\lambda_{\mu_2\nu_2}\lambda_{\mu_3\nu_3}
+         \frac{\partial^2 z_{i_1;\delta_1}}{\partial\theta_{\mu_1}\partial\theta_{\mu_2}}\frac{\partial^2 z_{i_2;\delta_2}}{\partial\theta_{\nu_1}\partial\theta_{\mu_3}}
+         \frac{\partial z_{i_3;\delta_3}}{\partial\theta_{\nu_2}}\frac{\partial z_{i_4;\delta_4}}{\partial\theta_{\nu_3}},
+
+    with means :math:`E[dd_I H] = \tfrac1n[\delta_{i_0i_1}\delta_{i_2i_3}R_{0123} + \delta_{i_0i_2}\delta_{i_3i_1}R_{0231} + \delta_{i_0i_3}\delta_{i_1i_2}R_{0312}]`
+    and :math:`E[dd_{II}H] = \tfrac1n[\delta_{i_1i_2}\delta_{i_3i_4}S_{1234} + \delta_{i_1i_3}\delta_{i_4i_2}T_{1342} + \delta_{i_1i4}\delta_{i_2i_3}U_{1423}]`
+    (ddI is symmetric in its last three (neuron, input) pairs, hence one tensor R). Two output neurons a ≠ b
+    separate the structures: :math:`dd_I H_{aabb}` sees only R, :math:`dd_{II}H_{aabb}` only S, :math:`_{abab}` only T,
+    :math:`_{abba}` only U. Third derivatives by nested ``jax.jvp``; the λ-weighted Hessian-vector products by
+    ``jvp`` of the λ-weighted gradient. The means of both vanish for a one-layer network; ddI vanishes for the
+    quadratic model and for a two-layer linear network.
+
+    Args: as :func:`dntk_pq_samples` (``n_out >= 2``; only neurons 0 and 1 are used; all learning rates > 0 where used).
+    Returns: ``(nR, nS, nT, nU)``, each ``(n_nets, N, N, N, N)`` in the index order of R, S, T, U.
+    """
+    from ._checks import PDLTValueError, nonnegative, positive, positive_int
+    from ._progress import even_chunk, progress_range
+    from ._training import init_ensemble
+
+    fn = "ddntk_mean_samples"
+    positive_int(fn, n=n, L=L, n_nets=n_nets, n_out=n_out, chunk=chunk)
+    if n_out < 2:
+        raise PDLTValueError(f"{fn}: need n_out >= 2 (got {n_out}) to separate R, S, T, U")
+    nonnegative(fn, C_b=C_b)
+    positive(fn, C_W=C_W)
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    if x.ndim != 2 or x.shape[0] > 3:
+        raise PDLTValueError(f"{fn}: `x` must have shape (N, n0) with N <= 3, got {x.shape}")
+    from ._activations import get_activation
+    act = get_activation(activation, fn)
+    lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn=fn)
+    widths = [n] * (L - 1) + [n_out]
+    out = [[], [], [], []]
+    size = even_chunk(n_nets, chunk)
+    for start in progress_range(0, n_nets, size, desc=f"ddNTK n={n} L={L}", enable=progress):
+        params = init_ensemble(key, x.shape[1], widths, C_b=C_b, C_W=C_W, n_nets=size, start=start)
+        for k, v in enumerate(_ddntk_batch(params, x, act.name, lb, lw)):
+            out[k].append(v)
+    return tuple(n * jnp.concatenate(o)[:n_nets] for o in out)
+
+
+def ddntk_mean_estimates(key, x, **kw) -> dict:
+    r"""Means and SEs of :func:`ddntk_mean_samples`: dict ``R, R_se, S, S_se, T, T_se, U, U_se`` (each ``(N,)*4``) and ``n``."""
+    from ._stats import mean_and_se
+
+    res = ddntk_mean_samples(key, x, **kw)
+    out = {"n": kw["n"]}
+    for name, v in zip("RSTU", res):
+        out[name], out[name + "_se"] = mean_and_se(v)
+    return out
+
+
+# --------------------------------------------------------------------------- ensembles: the averaged motion of the NTK
+
+def _motion_one(p, x, activation, lb, lw, eps):
+    r"""Symmetric differences :math:`[\hat H(\theta+\epsilon t_{i_0;\alpha_0}) - \hat H(\theta-\epsilon t_{i_0;\alpha_0})]/2\epsilon` times outputs."""
+    t = _tangents(p, x, activation, lb, lw)                   # leaves (N, n_L, *shape)
+    z = mlp_apply(p, x, activation)                           # (N, n_L)
+    N, nL = z.shape
+    off = 1.0 - jnp.eye(nL, dtype=z.dtype)
+    npair = nL * (nL - 1)
+
+    def diff(a0, i0):
+        tv = _pick(t, a0, i0)
+        Hp = empirical_ntk(jax.tree_util.tree_map(lambda q, u: q + eps * u, p, tv), x, activation, lambda_b=lb, lambda_W=lw)
+        Hm = empirical_ntk(jax.tree_util.tree_map(lambda q, u: q - eps * u, p, tv), x, activation, lambda_b=lb, lambda_W=lw)
+        return (Hp - Hm) / (2 * eps)                          # (n_L, n_L, N, N): [i1, i2, a1, a2]
+
+    d = jnp.stack([jnp.stack([diff(a0, i0) for a0 in range(N)]) for i0 in range(nL)])   # [i0, a0, i1, i2, a1, a2]
+    P = jnp.einsum("ik,ixkkab,yi->xaby", off, d, z) / npair
+    Q = 0.5 * (jnp.einsum("ik,ixikab,yk->xaby", off, d, z) + jnp.einsum("ik,ixkiba,yk->xaby", off, d, z)) / npair
+    return P, Q
+
+
+@partial(jax.jit, static_argnames=("activation", "lb", "lw", "eps"))
+def _motion_batch(params, x, activation, lb, lw, eps):
+    return jax.lax.map(lambda p: _motion_one(p, x, activation, lb, lw, eps), params)
+
+
+def ntk_motion_pq_estimates(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                            n_nets: int, n_out: int = 2, eps: float = 1e-2, chunk: int = 2000,
+                            progress: bool | None = None) -> dict:
+    r"""nP, nQ of the ensemble-averaged motion of the NTK along a gradient, by symmetric finite differences.
+
+    For each network, :math:`[\hat H(\theta+\epsilon t) - \hat H(\theta-\epsilon t)]/(2\epsilon)` with
+    :math:`t = \lambda\,\partial z_{i_0;\alpha_0}/\partial\theta`, contracted with the outputs as in :func:`dntk_pq_samples`.
+    For a smooth activation it equals the autodiff dNTK up to :math:`O(\epsilon^2)`; for a kinked one it also
+    counts the changes of the activation pattern (preactivations crossing zero within :math:`\pm\epsilon`), the
+    :math:`\sigma'' = \delta` terms of ``kink="distributional"`` in :func:`pdlt.dntk_statistics`. Those rare jumps make the
+    per-network variance grow like :math:`1/\epsilon`, so many networks are needed.
+
+    Returns: dict ``P, P_se, Q, Q_se`` (``(N,)*4``) and ``n``, ``eps``.
+    """
+    from ._checks import PDLTValueError, nonnegative, positive, positive_int
+    from ._progress import even_chunk, progress_range
+    from ._stats import mean_and_se
+    from ._training import init_ensemble
+
+    fn = "ntk_motion_pq_estimates"
+    positive_int(fn, n=n, L=L, n_nets=n_nets, n_out=n_out, chunk=chunk)
+    positive(fn, eps=eps, C_W=C_W)
+    nonnegative(fn, C_b=C_b)
+    if L < 2 or n_out < 2:
+        raise PDLTValueError(f"{fn}: need L >= 2 (got {L}) and n_out >= 2 (got {n_out})")
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    if x.ndim != 2:
+        raise PDLTValueError(f"{fn}: `x` must have shape (N, n0), got {x.shape}")
+    from ._activations import get_activation
+    act = get_activation(activation, fn)
+    lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn=fn)
+    widths = [n] * (L - 1) + [n_out]
+    Ps, Qs = [], []
+    size = even_chunk(n_nets, chunk)
+    for start in progress_range(0, n_nets, size, desc=f"NTK motion n={n} L={L}", enable=progress):
+        params = init_ensemble(key, x.shape[1], widths, C_b=C_b, C_W=C_W, n_nets=size, start=start)
+        P, Q = _motion_batch(params, x, act.name, lb, lw, float(eps))
+        Ps.append(P)
+        Qs.append(Q)
+    P, Q = n * jnp.concatenate(Ps)[:n_nets], n * jnp.concatenate(Qs)[:n_nets]
+    Pm, Pse = mean_and_se(P)
+    Qm, Qse = mean_and_se(Q)
+    return {"P": Pm, "P_se": Pse, "Q": Qm, "Q_se": Qse, "n": n, "eps": eps}

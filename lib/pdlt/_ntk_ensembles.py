@@ -16,6 +16,15 @@ r"""Monte Carlo statistics of the NTK over ensembles of networks at initializati
   and rows i, k are independent given layer :math:`\ell`, so that exactly
   :math:`H = E[\mu]`, :math:`V/n = \mathrm{Var}(\hat G')`, :math:`A/n = \mathrm{Var}(\mu)`,
   :math:`D/n = \mathrm{Cov}(\mu,\hat G')`, :math:`B/n = E[c^2\mathrm{tr}M^2]`, :math:`F/n = E[c^2\sigma^{\!\top}M\sigma]`.
+* :func:`ntk_conditional_samples_multi` and :func:`ntk_statistics_estimates`: the same for N inputs, with
+  :math:`M_{jk;\alpha\beta} = \sigma'_{j;\alpha}\sigma'_{k;\beta}\hat H_{jk;\alpha\beta}`: Wick's theorem over the next layer's
+  weights gives, for output neurons of layer :math:`\ell+1`, exactly
+  :math:`E[\hat H'_{12}z'_3z'_4\mid\ell] = \delta_{12}\delta_{34}\mu_{12}\hat G'_{34} + \delta_{13}\delta_{24}f_{1324} + \delta_{14}\delta_{23}f_{1423}` and
+  :math:`E[\hat H'_{12}\hat H'_{34}\mid\ell] = \delta_{12}\delta_{34}\mu_{12}\mu_{34} + \delta_{13}\delta_{24}b_{1324} + \delta_{14}\delta_{23}b_{1423}` with
+  :math:`f_{\alpha_1\alpha_3\alpha_2\alpha_4} = c^2\sigma_{\alpha_3}^{\!\top}M_{\alpha_1\alpha_2}\sigma_{\alpha_4}`,
+  :math:`b_{\alpha_1\alpha_3\alpha_2\alpha_4} = c^2\sum_{jk}M_{jk;\alpha_1\alpha_2}M_{jk;\alpha_3\alpha_4}`: each Kronecker structure
+  (D vs F, A vs B) is its own conditional average, as if read off from distinct output neurons
+  (i1 = i2 != i3 = i4 for D and A, i1 = i3 != i2 = i4 for F and B).
 """
 from __future__ import annotations
 
@@ -31,7 +40,8 @@ from ._mlp import init_mlp, mlp_apply, network_key
 from ._progress import even_chunk, progress_range
 from ._stats import covariance_and_se, mean_and_se, variance_and_se
 
-__all__ = ["ensemble_ntk", "ntk_conditional_samples", "ntk_fluctuation_estimates", "relative_ntk_variance_estimate"]
+__all__ = ["ensemble_ntk", "ntk_conditional_samples", "ntk_fluctuation_estimates", "relative_ntk_variance_estimate",
+           "ntk_conditional_samples_multi", "ntk_statistics_estimates"]
 
 
 def _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, ndim):
@@ -202,3 +212,109 @@ def relative_ntk_variance_estimate(samples: dict):
     r = U / M**2
     infl = (u - jnp.mean(u, axis=0)) / M**2 - 2 * U * (mu - M) / M**3
     return r, jnp.std(infl, axis=0, ddof=1) / jnp.sqrt(S)
+
+
+def ntk_conditional_samples_multi(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
+                                  n_nets: int, chunk: int = 256, progress: bool | None = None) -> dict:
+    r"""Per-network conditional NTK statistics of layers 1..L for N inputs (module docstring).
+
+    Networks as :func:`ntk_conditional_samples` (hidden width n, explicit weights, network i from
+    ``fold_in(key, i)``); the statistics of layer ell+1 are exact averages over its weights given layer ell.
+
+    Args:
+      key: ensemble key. x: inputs ``(N, n0)``. n: hidden width. L: depth. C_b, C_W: scalars.
+      activation: registry name. lambda_b, lambda_W: scalars or sequences of length L.
+      n_nets, chunk, progress: as :func:`ensemble_ntk`.
+    Returns:
+      dict with ``mu`` and ``G`` of shape ``(n_nets, L, N, N)`` (conditional mean NTK and metric),
+      ``f`` and ``b`` of shape ``(n_nets, L, N, N, N, N)`` (indexed ``[a1, a3, a2, a4]`` as F and B), and ``"n"``.
+    Raises:
+      PDLTValueError: bad shapes or values, before compute.
+    """
+    fn = "ntk_conditional_samples_multi"
+    _checks.positive_int(fn, n=n, L=L)
+    x, _, act, lb, lw = _validate(fn, x, (n,) * L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 2)
+    lbv, lwv = jnp.asarray(lb, x.dtype), jnp.asarray(lw, x.dtype)
+    out = []
+    for idx, keep in _padded_chunks(n_nets, chunk, f"{act.name} NTK statistics N={x.shape[0]} n={n}", progress):
+        o = _cond_batch_multi(key, idx, x, n, L, float(C_b), float(C_W), act.name, lbv, lwv)
+        out.append({k: v[:keep] for k, v in o.items()})
+    res = {k: jnp.concatenate([o[k] for o in out]) for k in out[0]}
+    res["n"] = n
+    return res
+
+
+@partial(jax.jit, static_argnames=("n", "L", "act"))
+def _cond_batch_multi(key, idx, x, n, L, C_b, C_W, act, lb, lw):
+    a = get_activation(act)
+    c = C_W / n
+    N = x.shape[0]
+    g0 = x @ x.T / x.shape[1]
+    eye = jnp.eye(n, dtype=x.dtype)
+
+    def stats(H, z, b0, w0):                             # H: (N, N, n, n), z: (n, N)
+        s, ds = a.sigma(z), a.dsigma(z)
+        M = ds.T[:, None, :, None] * ds.T[None, :, None, :] * H
+        Lam = b0 + w0 * (s.T @ s) / n
+        mu = Lam + c * jnp.trace(M, axis1=-2, axis2=-1)
+        G = C_b + c * (s.T @ s)
+        f = c * c * jnp.einsum("jc,abjk,kd->acbd", s, M, s)
+        bb = c * c * jnp.einsum("abjk,cdjk->acbd", M, M)
+        return (mu, G, f, bb), (s, M, Lam)
+
+    def one(i):
+        z4 = jnp.zeros((N,) * 4, x.dtype)
+        first = (lb[0] + lw[0] * g0, C_b + C_W * g0, z4, z4)
+        if L == 1:
+            return tuple(f[None] for f in first)
+        k1, kw, kb = jax.random.split(network_key(key, i), 3)
+        kW1, kb1 = jax.random.split(k1)
+        z = (jax.random.normal(kW1, (n, x.shape[1]), x.dtype) * jnp.sqrt(C_W / x.shape[1])) @ x.T \
+            + jax.random.normal(kb1, (n, 1), x.dtype) * jnp.sqrt(C_b)
+        H = first[0][:, :, None, None] * eye
+
+        def step(carry, inp):
+            H, z = carry
+            ell, b0, w0 = inp
+            row, (s, M, Lam) = stats(H, z, b0, w0)      # layer ell+1 given layer ell
+            W = jax.random.normal(jax.random.fold_in(kw, ell), (n, n), x.dtype) * jnp.sqrt(c)
+            b = jax.random.normal(jax.random.fold_in(kb, ell), (n, 1), x.dtype) * jnp.sqrt(C_b)
+            Hn = Lam[:, :, None, None] * eye + jnp.einsum("ij,abjk,lk->abil", W, M, W)
+            return (Hn, W @ s + b), row
+
+        _, rows = jax.lax.scan(step, (H, z), (jnp.arange(1, L), lb[1:], lw[1:]))
+        return tuple(jnp.concatenate([f[None], r]) for f, r in zip(first, rows))
+
+    mu, G, f, bb = jax.vmap(one)(idx)
+    return {"mu": mu, "G": G, "f": f, "b": bb}
+
+
+def _cov_and_se(X, Y):
+    """Sample covariance over axis 0 of X (S, ..., P) and Y (S, ..., Q) -> (..., P, Q), with the influence-function SE."""
+    S = X.shape[0]
+    dX, dY = X - jnp.mean(X, axis=0), Y - jnp.mean(Y, axis=0)
+    u = dX[..., :, None] * dY[..., None, :]
+    return jnp.sum(u, axis=0) / (S - 1), jnp.std(u, axis=0, ddof=1) / jnp.sqrt(S)
+
+
+def ntk_statistics_estimates(samples: dict) -> dict:
+    r"""Estimates and SEs of the multi-input statistics per layer from :func:`ntk_conditional_samples_multi`.
+
+    ``Theta_n`` = :math:`E[\mu] = \Theta + H^{\{1\}}/n + \ldots`, ``K_n`` = :math:`E[\hat G] = K + G^{\{1\}}/n + \ldots`,
+    :math:`V = n\,\mathrm{Cov}(\hat G,\hat G)`, :math:`D = n\,\mathrm{Cov}(\mu,\hat G)`, :math:`A = n\,\mathrm{Cov}(\mu,\mu)`,
+    :math:`F = n\,E[f]`, :math:`B = n\,E[b]` (index conventions of :class:`pdlt.NTKStatistics`).
+
+    Returns: dict ``name -> (estimate, se)``; shapes ``(L, N, N)`` and ``(L, N, N, N, N)``.
+    """
+    n = samples["n"]
+    mu, G = samples["mu"], samples["G"]
+    S, L, N = mu.shape[:3]
+    m2, g2 = mu.reshape(S, L, N * N), G.reshape(S, L, N * N)
+    out = {"Theta_n": mean_and_se(mu), "K_n": mean_and_se(G)}
+    for name, (X, Y) in {"V": (g2, g2), "D": (m2, g2), "A": (m2, m2)}.items():
+        est, se = _cov_and_se(X, Y)
+        out[name] = (n * est.reshape(L, N, N, N, N), n * se.reshape(L, N, N, N, N))
+    for name, key in (("F", "f"), ("B", "b")):
+        est, se = mean_and_se(samples[key])
+        out[name] = (n * est, n * se)
+    return out

@@ -30,12 +30,12 @@ with :math:`V' = C_W^2\mathrm{var}(\sigma^2) + \chi_\parallel^2 V`,
 :math:`A = B = D = F = V = 0` in the first layer.
 
 For ReLU at criticality (:math:`C_b = 0, C_W = 2`) the sign-flip symmetry of each neuron makes the
-recursion closable at any width (:func:`relu_ntk_fluctuations_exact`). Closed forms per universality
+recursion closable at finite width (:func:`relu_ntk_fluctuations_exact`), exactly when the bias learning
+rates of the hidden layers 2..L-1 vanish (see there). Closed forms per universality
 class and the learning-rate-equivalence scalings are in the second half of this module.
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -45,7 +45,6 @@ from . import _checks
 from ._activations import get_activation
 from ._criticality import (chi_parallel, chi_perp, critical_point, dense_expectation, h_coefficient,
                            kstar_zero_coefficients, sigma_sq, taylor_coefficients)
-from ._vertex import vertex_recursion
 
 __all__ = [
     "NTKStats",
@@ -123,8 +122,8 @@ def single_input_moments(activation, K, C_W):
 def ntk_fluctuations(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambda_W=1.0) -> NTKStats:
     r"""Leading-order single-input recursions for K, V, H, A, B, D, F (module docstring; PDLT §8.3).
 
-    K and V are those of :func:`pdlt.vertex_recursion` (equal widths); H, A, B, D, F follow from
-    them and the averages of :func:`single_input_moments` at each layer's K.
+    The N = 1 case of :func:`pdlt.ntk_statistics` (one implementation; the scalar recursions of the
+    module docstring are what it reduces to, checked to 1e-12 in ``tests/test_ntk_stats.py``).
 
     Args:
       x: one input, shape ``(n0,)``.
@@ -140,35 +139,14 @@ def ntk_fluctuations(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, la
     fn = "ntk_fluctuations"
     lb, lw = _validate(fn, L, C_b, C_W, lambda_b, lambda_W)
     act = get_activation(activation, fn)
-    K1, H1 = _first_layer(x, C_b, C_W, lb[0], lw[0])
-    flow = vertex_recursion(K1, C_b=C_b, C_W=C_W, L=L, activation=act.name)
-    dt = flow.K.dtype
-    m = single_input_moments(act.name, flow.K[:-1], C_W)
-    H, A, B, D, F = _ntk_scan(H1.astype(dt), float(C_W), jnp.asarray(lb[1:], dt), jnp.asarray(lw[1:], dt),
-                              m, flow.V[:-1], flow.V[1:])
-    return NTKStats(flow.K, flow.V, H, A, B, D, F)
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    if x.ndim != 1:
+        raise _checks.PDLTValueError(f"{fn}: `x` must be one input of shape (n0,), got {x.shape}")
+    from ._ntk_stats import ntk_statistics
 
-
-@jax.jit
-def _ntk_scan(H1, C_W, lb, lw, m, V, Vn):
-    """H, A, B, D, F for layers 1..L given the moments at K^(ell) and V^(ell), V^(ell+1), ell = 1..L-1."""
-    def step(c, inp):
-        H, A, B, D, F = c
-        b, w, m, V, Vn = inp
-        cp, ct, h = m["chi_par"], m["chi_perp"], m["h"]
-        cov = m["s2d2"] - m["s2"] * m["d2"]
-        cross = C_W**2 * H * cov + 2 * h * cp * H * V + cp * ct * D
-        Dn = (w / C_W) * Vn + cross
-        An = ((w / C_W) ** 2 * Vn + 2 * (w / C_W) * cross + C_W**2 * (m["d4"] - m["d2"] ** 2) * H**2
-              + 4 * h**2 * H**2 * V + 4 * h * ct * H * D + ct**2 * A)
-        new = (b + w * m["s2"] + ct * H, An, C_W**2 * m["d4"] * H**2 + ct**2 * B, Dn,
-               C_W**2 * m["s2d2"] * H + cp**2 * F)
-        return new, new
-
-    z = jnp.zeros_like(H1)
-    first = (H1, z, z, z, z)
-    _, rest = jax.lax.scan(step, first, (lb, lw, m, V, Vn))
-    return tuple(jnp.concatenate([f[None], r]) for f, r in zip(first, rest))
+    s = ntk_statistics(x[None], C_b=C_b, C_W=C_W, L=L, activation=act.name, lambda_b=lb, lambda_W=lw)
+    f = lambda a: a.reshape(L)  # noqa: E731
+    return NTKStats(f(s.K), f(s.V), f(s.Theta), f(s.A), f(s.B), f(s.D), f(s.F))
 
 
 def relu_ntk_fluctuations_exact(x, *, n: int, L: int, lambda_b=1.0, lambda_W=1.0) -> NTKStats:
@@ -190,6 +168,14 @@ def relu_ntk_fluctuations_exact(x, *, n: int, L: int, lambda_b=1.0, lambda_W=1.0
     :math:`\Theta_j` to 1/2 (same neuron) or :math:`\Theta_j\Theta_m` to 1/4 (two neurons) and use the exact
     tensor decompositions (e.g. :math:`E[\hat H_{jj}z_j^2] = GH + (D+2F)/n`, :math:`E[\hat H_{jm}z_jz_m] = F/n`).
     As :math:`n\to\infty` these reduce to :func:`ntk_fluctuations` with ``activation="relu"``.
+
+    Domain of validity (ours): the coin argument needs :math:`z_j \neq 0` almost surely. With
+    :math:`C_b = 0` a layer whose n neurons are all off (probability :math:`\approx 2^{-n}`) sends exactly
+    :math:`z = 0` to the next layer, whose :math:`\sigma'(0)` is then not a fair coin. If the NTK of that
+    layer is zero too, nothing is lost; it is not when :math:`\lambda_b^{(\ell)} > 0` for some hidden
+    :math:`2 \le \ell \le L-1`. So the recursions are exact at every n when :math:`\lambda_b^{(\ell)} = 0` for
+    :math:`\ell = 2..L-1`, and otherwise exact up to terms of order :math:`L\,2^{-n}` (at n = 1, L = 4,
+    :math:`\lambda_b = \lambda_W = 1`: 4 here against :math:`E[\hat H] \approx 2.75` in ensembles).
 
     Args: x: one input ``(n0,)``. n: hidden width (>= 1). L: depth. lambda_b, lambda_W: as above.
     Returns: :class:`NTKStats` (shape ``(L,)`` each; ``K`` holds the exact G).
@@ -264,7 +250,8 @@ def scale_invariant_ntk_closed_form(ell, *, K, activation="relu", lambda_b=1.0, 
 
 
 def scale_invariant_mean_ntk(ell, *, C_W, g0=1.0, activation="relu", lambda_b=1.0, lambda_W=1.0):
-    r"""Mean NTK of a scale-invariant MLP with :math:`C_b = 0` at any :math:`C_W` (PDLT §9.4; for ReLU exact at any width).
+    r"""Mean NTK of a scale-invariant MLP with :math:`C_b = 0` at any :math:`C_W` (PDLT §9.4; for ReLU exact in the width
+    up to the O(L 2^-n) dead-layer terms of :func:`relu_ntk_fluctuations_exact` when λ_b > 0).
 
     With :math:`\chi = C_W A_2` (both susceptibilities) and :math:`g_0 = |x|^2/n_0`, every layer's weight term
     is transported to layer :math:`\ell` with the same total factor, so
@@ -361,7 +348,7 @@ def equivalent_learning_rates(L: int, activation="relu", *, lambda_b_tilde=1.0, 
     r"""Per-layer learning rates that make every layer contribute equally to :math:`\Theta^{(L)}` (PDLT §9.4).
 
     * scale-invariant class: :math:`\lambda_b^{(\ell)} = \tilde\lambda_b/L`, :math:`\lambda_W^{(\ell)} = \tilde\lambda_W/L`,
-      so that :math:`\Theta^{(L)} = \tilde\lambda_b + \tilde\lambda_W A_2 K^\star` at criticality (exactly, for ReLU, at any width);
+      so that :math:`\Theta^{(L)} = \tilde\lambda_b + \tilde\lambda_W A_2 K^\star` at criticality (for ReLU exactly in n, up to O(L 2^-n) when λ_b > 0);
     * K*=0 class: :math:`\lambda_b^{(\ell)} = \tilde\lambda_b\,\ell^{-p_\perp}L^{p_\perp-1}`,
       :math:`\lambda_W^{(\ell)} = \tilde\lambda_W(L/\ell)^{p_\perp-1}`, so that :math:`\Theta^{(L)}\to\tilde\lambda_b + \tilde\lambda_W\sigma_1^2/(-a_1)`.
 

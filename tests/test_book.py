@@ -51,6 +51,16 @@ def test_chapter_matches_golden_ledger(built_book, cid):
                      f"`python tests/golden/ledger.py _build/results {cid}`):\n" + "\n".join(diff[:20])
 
 
+def test_every_built_entry_is_powered(built_book):
+    """No entry expected to pass lacks a null or has power <= 1 (consistency entries excepted)."""
+    bad = []
+    for f in sorted((built_book / "results").glob("*.json")):
+        led = json.loads(f.read_text()).get("ledger", [])
+        bad += [f"{f.stem}/{e['id']}: {pdlt.LedgerEntry.from_dict(e).problem} (power {e.get('power')})"
+                for e in pdlt.unpowered(led)]
+    assert not bad, "; ".join(bad)
+
+
 def test_ledger_page_lists_every_chapter(built_book):
     html = (built_book / "html" / "book" / "ledger.html").read_text()
     for cid in CHAPTERS:

@@ -132,7 +132,7 @@ def test_values_that_used_to_fail_inside_the_kernel(capsys):
     assert "`tanh_nets`" in refused(capsys, "ch09", "-p", "tanh_nets", "[2000, 1000, 500]")
     assert "`tanh_nets`" in refused(capsys, "ch08", "-p", "tanh_nets", "[4000]")
     err = refused(capsys, "cheps", "-p", "depths", "[64]", "-p", "widths", "[32]")
-    assert "`depths`, `widths`" in err and "L/n <= 0.25" in err
+    assert "`depths`, `widths`" in err and "L/n <= 1/4" in err
     assert "peak memory" in refused(capsys, "ch01", "-p", "samples", "1e12")
 
 

@@ -102,11 +102,92 @@ def _from_pkg(m):
     return "\n".join(lines)
 
 
-def migrate_text(text: str) -> str:
+WIDTH = 100  # code lines the rewrite lengthens past this are wrapped (tests/test_ledger.py: code lines fit)
+
+
+_ROW_END_DEPTH: dict[int, int] = {}  # row -> open brackets at its end (filled by _commas)
+
+
+def _commas(code: str):
+    """(row, col, column after the innermost open bracket) of every comma inside brackets in ``code``."""
+    import io
+    import tokenize
+
+    out, stack = [], []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+            if tok.type == tokenize.NL and stack:
+                _ROW_END_DEPTH[tok.start[0]] = len(stack)
+            if tok.type != tokenize.OP:
+                continue
+            if tok.string in "([{":
+                stack.append(tok.end[1])
+            elif tok.string in ")]}" and stack:
+                stack.pop()
+            elif tok.string == "," and stack:
+                out.append((tok.start[0], tok.start[1], stack[-1], len(stack)))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return []
+    return out
+
+
+def _wrap(lines: list[str], long_rows: set[int]) -> list[str]:
+    """Break each row of ``long_rows`` (1-based, in ``lines``, a block of Python) after its last comma
+    inside brackets that keeps the first part within WIDTH; the rest continues aligned with the bracket."""
+    for _ in range(8):
+        code = "\n".join(lines) + "\n"
+        todo = sorted(r for r in long_rows if r <= len(lines) and len(lines[r - 1]) > WIDTH)
+        if not todo:
+            break
+        row = todo[-1]
+        _ROW_END_DEPTH.clear()
+        cuts = [(c, b, d) for r, c, b, d in _commas(code) if r == row and c + 1 <= WIDTH]
+        if not cuts:
+            long_rows.discard(row)
+            continue
+        col, bracket, depth = cuts[-1]
+        line = lines[row - 1]
+        head, rest = line[:col + 1].rstrip(), line[col + 1:].strip()
+        if not rest or rest.startswith("#"):
+            long_rows.discard(row)
+            continue
+        nxt = lines[row].strip() if row < len(lines) else ""
+        joined = " " * bracket + rest + " " + nxt
+        if _ROW_END_DEPTH.get(row, 0) >= depth and nxt and not nxt.startswith("#") and len(joined) <= WIDTH \
+                and "#" not in rest:
+            lines[row - 1:row + 1] = [head, joined]  # the rest joins the continuation line below
+            long_rows = {r - 1 if r > row + 1 else r for r in long_rows if r != row + 1}
+            continue
+        indent = bracket if bracket + len(rest) <= WIDTH else len(line) - len(line.lstrip()) + 8
+        lines[row - 1:row] = [head, " " * indent + rest]
+        long_rows = {r + 1 if r > row else r for r in long_rows} | {row + 1}
+    return lines
+
+
+def _rewrite_lines(block: str) -> str:
+    """The attribute rewrites, line by line; lines they push past WIDTH are wrapped."""
+    old = block.split("\n")
+    new = [FLAT_ATTR.sub(_flat_attr, PRIV_ATTR.sub(_priv_attr, ln)) for ln in old]
+    long_rows = {i + 1 for i, (a, b) in enumerate(zip(old, new)) if len(b) > WIDTH >= len(a)}
+    return "\n".join(_wrap(new, long_rows) if long_rows else new)
+
+
+CODE_CELL = re.compile(r"(^```\{code-cell\}[^\n]*\n)(.*?)(^```)", re.M | re.S)
+
+
+def migrate_text(text: str, markdown: bool = False) -> str:
     text = FROM_PRIV.sub(_from_priv, text)
     text = FROM_PKG.sub(_from_pkg, text)
-    text = PRIV_ATTR.sub(_priv_attr, text)
-    return FLAT_ATTR.sub(_flat_attr, text)
+    if not markdown:
+        return _rewrite_lines(text)
+    # prose: plain rewrite; code cells: rewrite and wrap
+    parts, last = [], 0
+    for m in CODE_CELL.finditer(text):
+        parts.append(FLAT_ATTR.sub(_flat_attr, PRIV_ATTR.sub(_priv_attr, text[last:m.start()])))
+        parts.append(m.group(1) + _rewrite_lines(m.group(2)) + m.group(3))
+        last = m.end()
+    parts.append(FLAT_ATTR.sub(_flat_attr, PRIV_ATTR.sub(_priv_attr, text[last:])))
+    return "".join(parts)
 
 
 INIT_LINE = re.compile(r"^from \.(\w+) import (\w+) as (\w+)(?:\s*#.*)?\n", re.M)
@@ -143,7 +224,7 @@ def main(argv=None) -> int:
     new, notes = migrate_init(init.read_text())
     for n in notes:
         print("note:", n)
-    files = [(init, new)] + [(f, migrate_text(f.read_text())) for f in targets()
+    files = [(init, new)] + [(f, migrate_text(f.read_text(), markdown=f.suffix == ".md")) for f in targets()
                              if f.name != "migrate_api.py"]
     for f, new in files:
         if new != f.read_text():

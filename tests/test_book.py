@@ -166,7 +166,7 @@ def test_status_page_reports_each_chapter(built_book):
         cons = sum(e["expect"] == "pass" and e.get("kind") == "consistency" for e in res["ledger"])
         v = n - ctrl - cons  # consistency entries are not counted as verification
         assert f"{v} / {v} checks passed" in html and f"{ctrl} / {ctrl} controls rejected" in html
-    assert pdlt._provenance.lib_hash() in html
+    assert pdlt.book.lib_hash() in html
 
 
 def test_bibliography_lists_the_book(built_book):

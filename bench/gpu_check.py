@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         stages.append({"name": name, "cmd": cmd, "rc": rc, "wall_s": time.monotonic() - t0, "limit_s": limit})
         print(f"[gpu-check] {name}: rc={rc} in {stages[-1]['wall_s']:.1f} s", flush=True)
     sys.path.insert(0, str(ROOT / "lib"))
-    from pdlt._provenance import provenance
+    from pdlt.book import provenance
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     summary = {"scale": scale, "budget_s": budget, "wall_s": time.monotonic() - t_start, "commit": commit,

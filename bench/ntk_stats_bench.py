@@ -1,4 +1,4 @@
-"""Wall time of pdlt.ntk_statistics (all first-order tensors) against the number of inputs N and the depth L.
+"""Wall time of pdlt.theory.ntk_statistics (all first-order tensors) against the number of inputs N and the depth L.
 
 Run: PYTHONPATH=lib JAX_PLATFORMS=cpu .venv/bin/python bench/ntk_stats_bench.py [--quick]
 Prints, per (activation, N, L), the first call (compilation included, fresh process state per N)
@@ -21,7 +21,8 @@ def timed(x, act, L, cpu=False):
     CPU time / cores is the better estimate of the unloaded wall time)."""
     clock = time.process_time if cpu else time.perf_counter
     t = clock()
-    s = pdlt.ntk_statistics(x, C_b=0.1, C_W=1.2, L=L, activation=act, lambda_b=0.5, lambda_W=1.0)
+    s = pdlt.theory.ntk_statistics(x, C_b=0.1, C_W=1.2, L=L, activation=act, lambda_b=0.5,
+                                   lambda_W=1.0)
     jax.block_until_ready(s.A)
     return clock() - t
 

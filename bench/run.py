@@ -29,8 +29,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 import pdlt  # noqa: E402
-from pdlt._compile_cache import enable_compilation_cache  # noqa: E402
-from pdlt._fast import fast_ensemble_moments, fast_ensemble_metrics  # noqa: E402
+from pdlt.ensembles import enable_compilation_cache  # noqa: E402
+from pdlt.ensembles import fast_ensemble_moments, fast_ensemble_metrics  # noqa: E402
 
 F32, F64 = jnp.float32, jnp.float64
 STREAM = dict(n_inputs=4, n0=32, width=256, depth=16, chunk=4096)
@@ -141,7 +141,7 @@ def bench_w4(rows):
         x = C.inputs(w["n_inputs"], w["n0"], dt)
         widths = (w["width"],) * (w["depth"] - 1) + (w["n_out"],)
         keys = jax.random.split(jax.random.key(0), w["n_nets"])
-        params = jax.vmap(lambda k: pdlt.init_mlp(k, w["n0"], widths, C_b=0.0, C_W=C.C_W, dtype=dt))(keys)
+        params = jax.vmap(lambda k: pdlt.ensembles.init_mlp(k, w["n0"], widths, C_b=0.0, C_W=C.C_W, dtype=dt))(keys)
         f = jax.jit(jax.vmap(lambda p: impl(p, x, "relu")))
         row(rows, "w4", name, dt, C.timeit(lambda: f(params), max_runs=5, budget_s=15))
 
@@ -188,7 +188,7 @@ def stream_one(n_nets):
     m = fast_ensemble_moments(jax.random.key(0), x, **kw, n_nets=n_nets)
     dt = time.perf_counter() - t0
     rss = peak_rss_mb()
-    K = pdlt.kernel_recursion(pdlt.input_kernel(x, C_b=C.C_B, C_W=C.C_W), C_b=C.C_B, C_W=C.C_W, L=s["depth"])
+    K = pdlt.kernel_recursion(pdlt.theory.input_kernel(x, C_b=C.C_B, C_W=C.C_W), C_b=C.C_B, C_W=C.C_W, L=s["depth"])
     # ReLU, C_b = 0: E[G_aa^(ell+1)] = (C_W/2) E[G_aa^(ell)] exactly at any width, so the diagonal of the
     # last layer's mean metric must match the infinite-width K_aa^(L) within its SE (off-diagonal: O(L/n) bias)
     d = np.arange(x.shape[0])

@@ -56,8 +56,8 @@ def test_every_built_entry_is_powered(built_book):
     bad = []
     for f in sorted((built_book / "results").glob("*.json")):
         led = json.loads(f.read_text()).get("ledger", [])
-        bad += [f"{f.stem}/{e['id']}: {pdlt.LedgerEntry.from_dict(e).problem} (power {e.get('power')})"
-                for e in pdlt.unpowered(led)]
+        bad += [f"{f.stem}/{e['id']}: {pdlt.book.LedgerEntry.from_dict(e).problem} (power {e.get('power')})"
+                for e in pdlt.book.unpowered(led)]
     assert not bad, "; ".join(bad)
 
 
@@ -176,7 +176,7 @@ def test_status_page_reports_each_chapter(built_book):
         cons = sum(e["expect"] == "pass" and e.get("kind") == "consistency" for e in res["ledger"])
         v = n - ctrl - cons  # consistency entries are not counted as verification
         assert f"{v} / {v} checks passed" in html and f"{ctrl} / {ctrl} controls rejected" in html
-    assert pdlt._provenance.lib_hash() in html
+    assert pdlt.book.lib_hash() in html
 
 
 def test_bibliography_lists_the_book(built_book):

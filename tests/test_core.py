@@ -12,7 +12,7 @@ from conftest import Z
 from jax.scipy.special import erf
 
 import pdlt
-from pdlt._activations import _erf_dkernel, _erf_kernel
+from pdlt.gauss.internals.activations import _erf_dkernel, _erf_kernel
 
 K2 = jnp.array([[1.0, 0.6], [0.6, 0.8]])
 
@@ -20,17 +20,18 @@ K2 = jnp.array([[1.0, 0.6], [0.6, 0.8]])
 # ----------------------------------------------------------------- Gaussian averages
 def test_multivariate_quadrature_is_exact_for_polynomials():
     K = jnp.array([[1.3, 0.4, -0.2], [0.4, 0.9, 0.3], [-0.2, 0.3, 1.1]])
-    got = pdlt.gaussian_expectation_n(lambda z: z[:, 0] ** 2 * z[:, 1] * z[:, 2], K, deg=8)
-    assert float(got) == pytest.approx(pdlt.wick_expectation(K, (0, 0, 1, 2)), rel=1e-12)
-    T = pdlt.gaussian_moment_tensor(lambda z: z, K, 4, deg=8)
-    assert float(T[0, 1, 2, 2]) == pytest.approx(pdlt.wick_expectation(K, (0, 1, 2, 2)), rel=1e-12)
+    got = pdlt.gauss.gaussian_expectation_n(lambda z: z[:, 0] ** 2 * z[:, 1] * z[:, 2], K, deg=8)
+    assert float(got) == pytest.approx(pdlt.gauss.wick_expectation(K, (0, 0, 1, 2)), rel=1e-12)
+    T = pdlt.gauss.gaussian_moment_tensor(lambda z: z, K, 4, deg=8)
+    assert float(T[0, 1, 2, 2]) == pytest.approx(pdlt.gauss.wick_expectation(K, (0, 1, 2, 2)),
+                                                 rel=1e-12)
 
 
 def test_erf_kernels_against_closed_forms():
     """Smooth activation: quadrature agrees with the closed forms to 1e-10."""
     act = pdlt.get_activation("erf")
     for f, closed in [(act.sigma, _erf_kernel), (act.dsigma, _erf_dkernel)]:
-        quad = pdlt.gaussian_moment_tensor(f, K2, 2)
+        quad = pdlt.gauss.gaussian_moment_tensor(f, K2, 2)
         exact = closed(K2[0, 0], K2[0, 1], K2[1, 1])
         assert abs(float(quad[0, 1] - exact)) < 1e-10
     assert abs(float(pdlt.kernel_map("erf", K2)[0, 1] - _erf_kernel(K2[0, 0], K2[0, 1], K2[1, 1]))) < 1e-14
@@ -40,25 +41,25 @@ def test_K_derivatives_by_stein_identity():
     """d^m<f>_K/dK^m = <f He_2m(z/sqrt K)>/(2K)^m against autodiff of the erf closed form."""
     g = lambda k: _erf_kernel(k, k, k)  # noqa: E731
     for m, ref in [(1, jax.grad(g)), (2, jax.grad(jax.grad(g)))]:
-        got = pdlt.gaussian_expectation_dK(lambda z: erf(z) ** 2, 0.7, m)
+        got = pdlt.gauss.gaussian_expectation_dK(lambda z: erf(z) ** 2, 0.7, m)
         assert abs(float(got - ref(0.7))) < 1e-10
     # works without derivatives for kinked functions: d<relu^2>/dK = 1/2
-    assert float(pdlt.gaussian_expectation_dK(lambda z: jnp.maximum(z, 0) ** 2, 1.3, 1)) == pytest.approx(0.5, abs=1e-12)
+    assert float(pdlt.gauss.gaussian_expectation_dK(lambda z: jnp.maximum(z, 0) ** 2, 1.3, 1)) == pytest.approx(0.5, abs=1e-12)
 
 
 def test_polar_quadrature_exact_for_relu():
     relu = pdlt.get_activation("relu").sigma
-    got = pdlt.scale_invariant_expectation2(lambda z: relu(z[:, 0]) * relu(z[:, 1]), K2, 2)
+    got = pdlt.gauss.scale_invariant_expectation2(lambda z: relu(z[:, 0]) * relu(z[:, 1]), K2, 2)
     assert float(got) == pytest.approx(float(pdlt.kernel_map("relu", K2)[0, 1]), rel=1e-13)
-    lin = pdlt.scale_invariant_expectation2(lambda z: z[:, 0] ** 2 * z[:, 1] ** 2, K2, 4)
-    assert float(lin) == pytest.approx(pdlt.wick_expectation(K2, (0, 0, 1, 1)), rel=1e-11)  # psd_factor jitter 1e-12
+    lin = pdlt.gauss.scale_invariant_expectation2(lambda z: z[:, 0] ** 2 * z[:, 1] ** 2, K2, 4)
+    assert float(lin) == pytest.approx(pdlt.gauss.wick_expectation(K2, (0, 0, 1, 1)), rel=1e-11)  # psd_factor jitter 1e-12
     # <relu(z)^4> = 3K^2/2 on the diagonal
-    d = pdlt.scale_invariant_expectation2(lambda z: relu(z[:, 0]) ** 4, K2, 4)
+    d = pdlt.gauss.scale_invariant_expectation2(lambda z: relu(z[:, 0]) ** 4, K2, 4)
     assert float(d) == pytest.approx(1.5 * float(K2[0, 0]) ** 2, rel=1e-11)
 
 
 def test_psd_factor_handles_zero_kernel():
-    assert float(pdlt.psd_factor(jnp.zeros((1, 1)))[0, 0]) == 0.0
+    assert float(pdlt.gauss.psd_factor(jnp.zeros((1, 1)))[0, 0]) == 0.0
 
 
 # ----------------------------------------------------------------- criticality
@@ -73,9 +74,11 @@ def test_critical_points_closed_forms(name, cb, cw):
 @pytest.mark.parametrize("name", ["gelu", "swish"])
 def test_half_stable_points_are_critical(name):
     c = pdlt.critical_point(name)
-    assert float(pdlt.chi_parallel(name, c.K_star, C_W=c.C_W)) == pytest.approx(1.0, abs=1e-9)
-    assert float(pdlt.chi_perp(name, c.K_star, C_W=c.C_W)) == pytest.approx(1.0, abs=1e-9)
-    assert c.C_b + c.C_W * float(pdlt.sigma_sq(name, c.K_star)) == pytest.approx(c.K_star, abs=1e-9)
+    assert float(pdlt.theory.chi_parallel(name, c.K_star, C_W=c.C_W)) == pytest.approx(1.0,
+                                                                                       abs=1e-9)
+    assert float(pdlt.theory.chi_perp(name, c.K_star, C_W=c.C_W)) == pytest.approx(1.0, abs=1e-9)
+    assert c.C_b + c.C_W * float(pdlt.theory.sigma_sq(name, c.K_star)) == pytest.approx(c.K_star,
+                                                                                        abs=1e-9)
     if name == "gelu":
         assert c.K_star == pytest.approx((3 + math.sqrt(17)) / 2, abs=1e-9)
 
@@ -88,25 +91,28 @@ def test_no_criticality_raises_naming_the_activation(name):
 
 def test_susceptibilities_match_derivatives():
     K, cw = 0.7, 1.3
-    num = (pdlt.sigma_sq("tanh", K + 1e-5) - pdlt.sigma_sq("tanh", K - 1e-5)) / 2e-5
-    assert float(pdlt.chi_parallel("tanh", K, C_W=cw)) == pytest.approx(cw * float(num), rel=1e-8)
-    num = (pdlt.chi_perp("tanh", K + 1e-5, C_W=cw) - pdlt.chi_perp("tanh", K - 1e-5, C_W=cw)) / 2e-5
-    assert float(pdlt.h_coefficient("tanh", K, C_W=cw)) == pytest.approx(0.5 * float(num), rel=1e-7)
-    kz = pdlt.kstar_zero_coefficients("tanh")
+    num = (pdlt.theory.sigma_sq("tanh", K + 1e-5) - pdlt.theory.sigma_sq("tanh", K - 1e-5)) / 2e-5
+    assert float(pdlt.theory.chi_parallel("tanh", K, C_W=cw)) == pytest.approx(cw * float(num),
+                                                                               rel=1e-8)
+    num = (pdlt.theory.chi_perp("tanh", K + 1e-5, C_W=cw) - pdlt.theory.chi_perp("tanh", K - 1e-5,
+                                                                                 C_W=cw)) / 2e-5
+    assert float(pdlt.theory.h_coefficient("tanh", K, C_W=cw)) == pytest.approx(0.5 * float(num),
+                                                                                rel=1e-7)
+    kz = pdlt.theory.kstar_zero_coefficients("tanh")
     assert (kz.a1, kz.b1) == pytest.approx((-2.0, -2.0), abs=1e-12)
 
 
 def test_fixed_point_and_explosion():
-    Ks = pdlt.fixed_point("tanh", C_b=0.3, C_W=1.5)
-    assert Ks == pytest.approx(0.3 + 1.5 * float(pdlt.sigma_sq("tanh", Ks)), abs=1e-12)
+    Ks = pdlt.theory.fixed_point("tanh", C_b=0.3, C_W=1.5)
+    assert Ks == pytest.approx(0.3 + 1.5 * float(pdlt.theory.sigma_sq("tanh", Ks)), abs=1e-12)
     with pytest.raises(pdlt.PDLTValueError, match="explodes"):
-        pdlt.fixed_point("relu", C_b=0.0, C_W=2.5)
+        pdlt.theory.fixed_point("relu", C_b=0.0, C_W=2.5)
 
 
 # ----------------------------------------------------------------- recursions and exact results
 @pytest.mark.parametrize("name,nu", [("relu", 5.0), ("linear", 2.0), ("leaky_relu", None)])
 def test_scale_invariant_vertex_is_linear_in_depth(name, nu):
-    nu_lib = pdlt.scale_invariant_nu(name)
+    nu_lib = pdlt.theory.scale_invariant_nu(name)
     if nu is not None:
         assert nu_lib == pytest.approx(nu, rel=1e-14)
     c = pdlt.critical_point(name)
@@ -128,7 +134,7 @@ def test_tanh_recursion_reference_values():
 def test_multi_input_recursion_reduces_to_single_input():
     for name in ("tanh", "relu"):
         c = pdlt.critical_point(name)
-        multi = pdlt.vertex_recursion_multi(jnp.array([[0.9, 0.3], [0.3, 1.1]]), C_b=0.0, C_W=c.C_W, L=6, activation=name)
+        multi = pdlt.theory.vertex_recursion_multi(jnp.array([[0.9, 0.3], [0.3, 1.1]]), C_b=0.0, C_W=c.C_W, L=6, activation=name)
         single = pdlt.vertex_recursion(0.9, C_b=0.0, C_W=c.C_W, L=6, activation=name)
         np.testing.assert_allclose(multi.V[:, 0, 0, 0, 0], single.V, rtol=1e-8, atol=1e-12)  # 2-D vs 1-D rule
         np.testing.assert_allclose(multi.G1[:, 0, 0], single.G1, rtol=1e-8, atol=1e-12)
@@ -136,24 +142,26 @@ def test_multi_input_recursion_reduces_to_single_input():
 
 def test_exact_moments_deep_linear_and_relu():
     n, L = 10, 6
-    M = pdlt.exact_metric_moments(1.2, C_W=1.0, widths=(n,) * L, activation="linear", order=3)
+    M = pdlt.theory.exact_metric_moments(1.2, C_W=1.0, widths=(n,) * L, activation="linear",
+                                         order=3)
     assert M[-1, 1] == pytest.approx(1.2**2 * (1 + 2 / n) ** (L - 1), rel=1e-13)
     assert M[-1, 2] == pytest.approx(1.2**3 * ((1 + 2 / n) * (1 + 4 / n)) ** (L - 1), rel=1e-13)
-    R = pdlt.exact_metric_moments(1.0, C_W=2.0, widths=(n, n), activation="relu", order=3)
+    R = pdlt.theory.exact_metric_moments(1.0, C_W=2.0, widths=(n, n), activation="relu", order=3)
     assert R[1] == pytest.approx([1.0, 1 + 5 / n, 1 + 15 / n + 44 / n**2], rel=1e-13)
-    V = pdlt.exact_vertex(2.0, C_W=2.0, widths=(16,) * 8)
+    V = pdlt.theory.exact_vertex(2.0, C_W=2.0, widths=(16,) * 8)
     np.testing.assert_allclose(V / 4, 16 * ((1 + 5 / 16) ** np.arange(8) - 1), rtol=1e-12)
 
 
 def test_deep_linear_log_metric_large_width_limit():
-    mean, var = pdlt.deep_linear_log_metric(1.0, C_W=1.0, widths=(1000,) * 11)
+    mean, var = pdlt.theory.deep_linear_log_metric(1.0, C_W=1.0, widths=(1000,) * 11)
     assert var[-1] == pytest.approx(2 * 10 / 1000, rel=2e-3)
     assert mean[-1] == pytest.approx(-10 / 1000, rel=5e-3)
 
 
 def test_relu_angle_law():
     K1 = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-    psi = pdlt.kernel_angle(pdlt.kernel_recursion(K1, C_b=0.0, C_W=2.0, L=3000, activation="relu"))
+    psi = pdlt.theory.kernel_angle(pdlt.kernel_recursion(K1, C_b=0.0, C_W=2.0, L=3000,
+                                                         activation="relu"))
     assert float(psi[-1]) * 3000 / (3 * math.pi) == pytest.approx(1.0, abs=0.01)
 
 
@@ -161,11 +169,11 @@ def test_readout_kurtosis_reduces_to_the_book_for_gaussian_weights():
     for name, cb, cw in [("tanh", 0.0, 1.0), ("relu", 0.1, 2.0)]:
         f = pdlt.vertex_recursion(1.3, C_b=cb, C_W=cw, L=2, activation=name)
         book = 3 * float(f.V[1]) / (8 * float(f.K[1]) ** 2)
-        got = pdlt.readout_excess_kurtosis(1.3, C_b=cb, C_W=cw, activation=name, n=8, readout="gaussian")
+        got = pdlt.theory.readout_excess_kurtosis(1.3, C_b=cb, C_W=cw, activation=name, n=8, readout="gaussian")
         assert got == pytest.approx(book, rel=1e-10)
-    assert pdlt.readout_excess_kurtosis(2.0, C_b=0.0, C_W=2.0, n=4, readout="rademacher") == pytest.approx(0.75)
+    assert pdlt.theory.readout_excess_kurtosis(2.0, C_b=0.0, C_W=2.0, n=4, readout="rademacher") == pytest.approx(0.75)
     with pytest.raises(pdlt.PDLTValueError, match="readout"):
-        pdlt.readout_excess_kurtosis(1.0, C_b=0.0, C_W=1.0, n=4, readout="cauchy")
+        pdlt.theory.readout_excess_kurtosis(1.0, C_b=0.0, C_W=1.0, n=4, readout="cauchy")
 
 
 # ----------------------------------------------------------------- ensembles
@@ -217,13 +225,13 @@ def test_streaming_is_chunk_invariant():
 
 def test_overflow_warns_and_points_to_float64():
     with pytest.warns(RuntimeWarning, match="float64"):
-        pdlt.warn_nonfinite("test", jnp.array([1.0, jnp.inf], dtype=jnp.float32))
+        pdlt.ensembles.warn_nonfinite("test", jnp.array([1.0, jnp.inf], dtype=jnp.float32))
     with pytest.warns(RuntimeWarning, match="non-finite"):
         pdlt.ensemble_moments(jax.random.key(0), jnp.ones((1, 2)), widths=(4,) * 12, C_b=0.0, C_W=1e60,
                               activation="relu", n_nets=8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert not pdlt.warn_nonfinite("test", jnp.ones(3))
+        assert not pdlt.ensembles.warn_nonfinite("test", jnp.ones(3))
 
 
 # ----------------------------------------------------------------- bad input
@@ -231,14 +239,14 @@ def test_overflow_warns_and_points_to_float64():
     (lambda: pdlt.critical_point("nope"), "activation"),
     (lambda: pdlt.vertex_recursion(1.0, C_b=0.0, C_W=1.0, L=0), "L"),
     (lambda: pdlt.vertex_recursion(1.0, C_b=-1.0, C_W=1.0, L=3), "C_b"),
-    (lambda: pdlt.exact_metric_moments(1.0, C_W=1.0, widths=(4, 4), activation="tanh"), "activation"),
-    (lambda: pdlt.exact_metric_moments(1.0, C_W=1.0, widths=(4, 0)), "widths"),
+    (lambda: pdlt.theory.exact_metric_moments(1.0, C_W=1.0, widths=(4, 4), activation="tanh"), "activation"),
+    (lambda: pdlt.theory.exact_metric_moments(1.0, C_W=1.0, widths=(4, 0)), "widths"),
     (lambda: pdlt.ensemble_moments(jax.random.key(0), jnp.ones((1, 2)), widths=(4,), C_b=-0.1, C_W=1.0,
                                    n_nets=10), "C_b"),
     (lambda: pdlt.ensemble_moments(jax.random.key(0), jnp.ones((1, 2)), widths=(4,), C_b=0.0, C_W=1.0,
                                    n_nets=1), "n_nets"),
-    (lambda: pdlt.gaussian_expectation_dK(lambda z: z, -1.0), "K"),
-    (lambda: pdlt.chi_perp("tanh", 1.0, C_W=0.0), "C_W"),
+    (lambda: pdlt.gauss.gaussian_expectation_dK(lambda z: z, -1.0), "K"),
+    (lambda: pdlt.theory.chi_perp("tanh", 1.0, C_W=0.0), "C_W"),
 ])
 def test_bad_input_names_the_parameter(call, word):
     with pytest.raises(pdlt.PDLTValueError, match=word):

@@ -1,4 +1,4 @@
-"""Leading-order dNTK statistics P, Q (pdlt._dntk_stats) against closed forms and ensembles of networks."""
+"""Leading-order dNTK statistics P, Q (pdlt.theory.internals.dntk_stats) against closed forms and ensembles of networks."""
 from __future__ import annotations
 
 import jax
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import pdlt
-from pdlt._dntk import dntk_pq_estimates
-from pdlt._dntk_stats import (deep_linear_dntk_closed_form, dntk_gaussian_moments, dntk_statistics,
+from pdlt.learning import dntk_pq_estimates
+from pdlt.theory.internals.dntk_stats import (deep_linear_dntk_closed_form, dntk_gaussian_moments,
+                                              dntk_statistics,
                               dntk_statistics_single, scale_invariant_dntk_closed_form)
 
 Z = 4.5
@@ -129,7 +130,7 @@ def fit_intercepts(x, widths, L, n_nets, **kw):
         s = np.stack([np.asarray(r[k + "_se"]) for r in rows]).reshape(len(widths), -1)
         a, sa = [], []
         for c in range(y.shape[1]):
-            (a0, _), (sa0, _) = pdlt.fit_line(inv, y[:, c], s[:, c])
+            (a0, _), (sa0, _) = pdlt.stats.fit_line(inv, y[:, c], s[:, c])
             a.append(a0)
             sa.append(sa0)
         shape = rows[0][k].shape
@@ -155,7 +156,7 @@ def test_F_B_agree_with_ntk_statistics():
     """The F, B used by the P, Q recursion against the independent multi-input NTK statistics module."""
     x = _inputs(2)
     st = dntk_statistics(x, C_b=0.1, C_W=1.2, L=4, activation="tanh", lambda_b=0.4, lambda_W=1.0)
-    ref = pdlt.ntk_statistics(x, C_b=0.1, C_W=1.2, L=4, activation="tanh", lambda_b=0.4, lambda_W=1.0)
+    ref = pdlt.theory.ntk_statistics(x, C_b=0.1, C_W=1.2, L=4, activation="tanh", lambda_b=0.4, lambda_W=1.0)
     np.testing.assert_allclose(st.F, ref.F, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(st.B, ref.B, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(st.Theta, ref.Theta, rtol=1e-9)
@@ -167,7 +168,7 @@ def test_kstar0_slopes_against_recursion(lambda_b):
     """tanh at criticality: the normalized slopes at ℓ = 4000 against the class constants (approach O(log ℓ / ℓ))."""
     L = 4000
     s = dntk_statistics_single(jnp.full(4, 0.8), C_b=0.0, C_W=1.0, L=L, activation="tanh", lambda_b=lambda_b, lambda_W=1.0)
-    cf = pdlt.kstar0_dntk_slopes(lambda_b=lambda_b)
+    cf = pdlt.theory.kstar0_dntk_slopes(lambda_b=lambda_b)
     for k in ("P", "Q"):
         r = float(s[k][-1] / s["H"][-1] ** 2 / L)
         r2 = float(s[k][L // 2 - 1] / s["H"][L // 2 - 1] ** 2 / (L // 2))
@@ -179,16 +180,16 @@ def test_ddntk_samples_against_brute_force_derivatives_and_one_layer_zero():
     """ddI and ddII of one tanh network from jvp's against explicit Hessian / third-derivative tensors; a one-layer
     network (linear in its parameters) has both ddNTKs identically zero."""
     import jax.flatten_util
-    from pdlt._dntk import _ddntk_one
+    from pdlt.learning.internals.dntk import _ddntk_one
 
     x = _inputs(2)
     lb, lw = (0.5, 0.5, 0.5), (1.0, 1.0, 1.0)
-    p = pdlt.init_mlp(jax.random.PRNGKey(0), 4, (5, 5, 2), C_b=0.1, C_W=1.3)
+    p = pdlt.ensembles.init_mlp(jax.random.PRNGKey(0), 4, (5, 5, 2), C_b=0.1, C_W=1.3)
     R, S, T, U = jax.jit(lambda q: _ddntk_one(q, x, "tanh", lb, lw))(p)
     flat, unravel = jax.flatten_util.ravel_pytree(p)
     lam = jax.flatten_util.ravel_pytree(tuple((jnp.full_like(W, lw[l] / W.shape[1]), jnp.full_like(b, lb[l]))
                                               for l, (W, b) in enumerate(p)))[0]
-    f = lambda v: pdlt.mlp_apply(unravel(v), x, "tanh")  # noqa: E731
+    f = lambda v: pdlt.ensembles.mlp_apply(unravel(v), x, "tanh")  # noqa: E731
     J = jax.jacrev(f)(flat)
     Hs = jax.jacfwd(jax.jacrev(f))(flat)
     T3 = jax.jacfwd(jax.jacfwd(jax.jacrev(f)))(flat)
@@ -207,7 +208,7 @@ def test_ddntk_samples_against_brute_force_derivatives_and_one_layer_zero():
     np.testing.assert_allclose(T, np.transpose(Tb, (0, 2, 3, 1)), atol=1e-12)
     np.testing.assert_allclose(U, np.transpose(Ub, (0, 3, 1, 2)), atol=1e-12)
     assert float(np.max(np.abs(Rb))) > 1e-3 and float(np.max(np.abs(Sb))) > 1e-3
-    p1 = pdlt.init_mlp(jax.random.PRNGKey(1), 4, (2,), C_b=0.1, C_W=1.3)
+    p1 = pdlt.ensembles.init_mlp(jax.random.PRNGKey(1), 4, (2,), C_b=0.1, C_W=1.3)
     for v in _ddntk_one(p1, x, "tanh", (0.5,), (1.0,)):
         assert float(jnp.max(jnp.abs(v))) == 0.0
 
@@ -216,11 +217,11 @@ def test_ddntk_samples_against_brute_force_derivatives_and_one_layer_zero():
 @pytest.mark.parametrize("activation,C_b,C_W", [("tanh", 0.1, 1.2), ("relu", 0.0, 2.0)])
 def test_ddntk_second_layer_exact_at_any_width(activation, C_b, C_W):
     """R, S, T, U at depth two against ensembles of narrow networks (exact at any width; ReLU almost everywhere)."""
-    from pdlt._dntk_stats import ddntk_second_layer
+    from pdlt.theory import ddntk_second_layer
 
     x = _inputs(2)
     th = ddntk_second_layer(x, C_b=C_b, C_W=C_W, activation=activation, lambda_b=0.5, lambda_W=1.0)
-    est = pdlt.ddntk_mean_estimates(jax.random.PRNGKey(21), x, n=5, L=2, C_b=C_b, C_W=C_W, activation=activation,
+    est = pdlt.learning.ddntk_mean_estimates(jax.random.PRNGKey(21), x, n=5, L=2, C_b=C_b, C_W=C_W, activation=activation,
                                     lambda_b=0.5, lambda_W=1.0, n_nets=3000, n_out=2, chunk=500)
     for k in "RSTU":
         se = np.asarray(est[k + "_se"])
@@ -239,7 +240,7 @@ def test_relu_delta_terms_are_the_averaged_motion_of_the_ntk():
     kw = dict(C_b=0.0, C_W=2.0, activation="relu", lambda_b=0.5, lambda_W=1.0)
     dist = dntk_statistics(x, L=2, kink="distributional", **kw).P[1]
     ae = dntk_statistics(x, L=2, kink="almost-everywhere", **kw).P[1]
-    est = pdlt.ntk_motion_pq_estimates(jax.random.PRNGKey(5), x, n=6, L=2, n_nets=120_000, n_out=2, eps=1e-2,
+    est = pdlt.learning.ntk_motion_pq_estimates(jax.random.PRNGKey(5), x, n=6, L=2, n_nets=120_000, n_out=2, eps=1e-2,
                                        chunk=5000, **kw)
     dev = (np.asarray(est["P"]) - np.asarray(dist)) / np.asarray(est["P_se"])
     assert np.max(np.abs(dev)) < Z

@@ -1,4 +1,4 @@
-"""pdlt._fast: the same per-network contract as pdlt.ensemble_metrics, exactly (threefry, Cholesky factor,
+"""pdlt.ensembles.internals.fast: the same per-network contract as pdlt.ensemble_metrics, exactly (threefry, Cholesky factor,
 float64) or statistically (feature factor, SplitMix64 normals, float32), at 4.5 sigma with fixed seeds."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import pdlt
 from conftest import Z
-from pdlt._fast import fast_ensemble_moments, fast_ensemble_metrics, fast_network_metrics, splitmix_normal
+from pdlt.ensembles import fast_ensemble_moments, fast_ensemble_metrics, fast_network_metrics, splitmix_normal
 
 KEY = jax.random.key(2024)
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 
 import pdlt
-from pdlt import _params
+from pdlt.book.internals import params as _params
 from pdlt.run import chapter_id, find_chapters, parameters_of
 
 
@@ -32,16 +32,16 @@ def test_odd_moments_vanish():
 
 def test_two_variable_quadrature_matches_wick():
     K = jnp.array([[1.3, 0.4], [0.4, 0.7]])
-    got = float(pdlt.gaussian_expectation2(lambda a, b: a**2 * b**2, K))
-    assert got == pytest.approx(pdlt.wick_expectation(K, (0, 0, 1, 1)), rel=1e-12)
-    got = float(pdlt.gaussian_expectation2(lambda a, b: a**3 * b, K))
-    assert got == pytest.approx(pdlt.wick_expectation(K, (0, 0, 0, 1)), rel=1e-12)
+    got = float(pdlt.gauss.gaussian_expectation2(lambda a, b: a**2 * b**2, K))
+    assert got == pytest.approx(pdlt.gauss.wick_expectation(K, (0, 0, 1, 1)), rel=1e-12)
+    got = float(pdlt.gauss.gaussian_expectation2(lambda a, b: a**3 * b, K))
+    assert got == pytest.approx(pdlt.gauss.wick_expectation(K, (0, 0, 0, 1)), rel=1e-12)
 
 
 def test_wick_counts_pairings():
     eye = np.eye(1)
-    assert pdlt.wick_expectation(eye, (0,) * 6) == 15.0  # 5!! pairings
-    assert pdlt.wick_expectation(eye, (0,) * 5) == 0.0
+    assert pdlt.gauss.wick_expectation(eye, (0,) * 6) == 15.0  # 5!! pairings
+    assert pdlt.gauss.wick_expectation(eye, (0,) * 5) == 0.0
 
 
 @pytest.mark.parametrize("name", ["relu", "linear", "leaky_relu"])
@@ -99,7 +99,7 @@ def test_samplers_agree_in_mean():
     (lambda: pdlt.kernel_recursion(1.0, C_b=0.0, C_W=-1.0, L=3), "C_W"),
     (lambda: pdlt.kernel_recursion(1.0, C_b=0.0, C_W=1.0, L=0), "L"),
     (lambda: pdlt.kernel_recursion(1.0, C_b=0.0, C_W=1.0, L=3, activation="tahn"), "activation"),
-    (lambda: pdlt.init_mlp(jax.random.key(0), 3, (4, 0)), "widths"),
+    (lambda: pdlt.ensembles.init_mlp(jax.random.key(0), 3, (4, 0)), "widths"),
     (lambda: pdlt.ntk_recursion(jnp.ones((2, 3)), C_b=0.0, C_W=1.0, L=3, lambda_W=(1.0, 1.0)), "lambda_W"),
     (lambda: pdlt.ntk_recursion(jnp.ones((2, 3)), C_b=0.0, C_W=1.0, L=2, lambda_b=-1.0), "lambda_b"),
 ])
@@ -128,7 +128,7 @@ def test_ledger_rule_and_controls():
     assert led.failures() == [b]
     with pytest.raises(ValueError, match="duplicate"):
         led.check("a", equation="eq", quantity="q", theory=1.0, measured=1.0)
-    assert not pdlt.within(float("nan"), 1.0, 1.0)
+    assert not pdlt.book.within(float("nan"), 1.0, 1.0)
 
 
 # ----------------------------------------------------------------- runner
@@ -165,14 +165,14 @@ def test_runner_executes_a_chapter_with_parameters(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     res = json.loads((tmp_path / "ch01" / "results.json").read_text())
     assert res["params"]["samples"] == 100000 and res["seed"] == 7
-    assert res["provenance"]["lib_hash"] == pdlt._provenance.lib_hash()
+    assert res["provenance"]["lib_hash"] == pdlt.book.lib_hash()
     assert res["ledger"] and all(e["ok"] for e in res["ledger"])
     assert (tmp_path / "ch01" / "ch01.ipynb").exists()
 
 
 # ----------------------------------------------------------------- empirical NTK and a GD step
 def _net(key=0, widths=(7, 5, 3), n0=4, act="tanh"):
-    params = pdlt.init_mlp(jax.random.key(key), n0, widths, C_b=0.3, C_W=1.4)
+    params = pdlt.ensembles.init_mlp(jax.random.key(key), n0, widths, C_b=0.3, C_W=1.4)
     x = jax.random.normal(jax.random.key(key + 100), (3, n0))
     return params, x
 
@@ -182,7 +182,7 @@ def test_empirical_ntk_matches_autodiff(act):
     params, x = _net(act=act)
     lb, lw = (0.5, 1.0, 2.0), (1.5, 0.7, 1.1)
     fast = pdlt.empirical_ntk(params, x, act, lambda_b=lb, lambda_W=lw)
-    ref = pdlt.empirical_ntk_autodiff(params, x, act, lambda_b=lb, lambda_W=lw)
+    ref = pdlt.learning.empirical_ntk_autodiff(params, x, act, lambda_b=lb, lambda_W=lw)
     np.testing.assert_allclose(fast, ref, rtol=1e-11, atol=1e-12)
     per = pdlt.empirical_ntk(params, x, act, lambda_b=lb, lambda_W=lw, per_layer=True)
     np.testing.assert_allclose(per.sum(0), fast, rtol=1e-12)
@@ -194,7 +194,7 @@ def test_empirical_ntk_matches_finite_differences():
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     lam = jax.flatten_util.ravel_pytree(tuple((jnp.full(W.shape, 0.8 / W.shape[1]), jnp.full(b.shape, 1.3))
                                               for W, b in params))[0]
-    f = lambda v: pdlt.mlp_apply(unravel(v), x, "tanh").ravel()   # noqa: E731
+    f = lambda v: pdlt.ensembles.mlp_apply(unravel(v), x, "tanh").ravel()   # noqa: E731
     eps = 1e-6
     J = jnp.stack([(f(flat + eps * e) - f(flat - eps * e)) / (2 * eps) for e in jnp.eye(flat.size)], axis=1)
     H_fd = (J * lam) @ J.T                                        # ((a,i), (b,j))
@@ -207,37 +207,37 @@ def test_gd_step_moves_outputs_by_minus_eta_H_eps():
     params, x = _net()
     y = jnp.zeros((3, 3))
     H = pdlt.empirical_ntk(params, x, "tanh", lambda_b=0.5, lambda_W=2.0)
-    eps = pdlt.mlp_apply(params, x, "tanh") - y
+    eps = pdlt.ensembles.mlp_apply(params, x, "tanh") - y
     pred = -jnp.einsum("ijab,bj->ai", H, eps)
     res = []
     for eta in (1e-2, 5e-3, 2.5e-3):
-        new = pdlt.gd_step(params, x, y, eta=eta, activation="tanh", lambda_b=0.5, lambda_W=2.0)
-        dz = pdlt.mlp_apply(new, x, "tanh") - pdlt.mlp_apply(params, x, "tanh")
+        new = pdlt.learning.gd_step(params, x, y, eta=eta, activation="tanh", lambda_b=0.5,
+                                    lambda_W=2.0)
+        dz = pdlt.ensembles.mlp_apply(new, x, "tanh") - pdlt.ensembles.mlp_apply(params, x, "tanh")
         res.append(float(jnp.max(jnp.abs(dz - eta * pred))))
     assert 3.6 < res[0] / res[1] < 4.4 and 3.6 < res[1] / res[2] < 4.4   # O(eta^2) residual
 
 
 def test_learning_rate_tensor_validation():
     with pytest.raises(ValueError, match="lambda_W"):
-        pdlt.learning_rate_tensor(3, 1.0, (1.0, 2.0))
+        pdlt.learning.learning_rate_tensor(3, 1.0, (1.0, 2.0))
     with pytest.raises(ValueError, match="lambda_b"):
-        pdlt.learning_rate_tensor(2, -0.1, 1.0)
+        pdlt.learning.learning_rate_tensor(2, -0.1, 1.0)
 
 
 def test_public_names_are_exported_once():
-    """Two modules exporting one name would silently shadow each other in ``pdlt``."""
-    import re
+    """Two modules exporting one name would silently shadow each other in a subpackage."""
     from collections import Counter
-    from pathlib import Path
 
-    src = (Path(pdlt.__file__).parent / "__init__.py").read_text()
-    names = Counter(re.findall(r"^from \.\w+ import \w+ as (\w+)$", src, flags=re.M))
-    assert not [n for n, c in names.items() if c > 1]
-    assert len(names) > 100
+    for s in pdlt.__all__:
+        sub = getattr(pdlt, s)
+        if hasattr(sub, "__all__"):
+            assert not [n for n, c in Counter(sub.__all__).items() if c > 1], s
+    assert len(pdlt._layout.flat_index()) > 100
 
 
 def test_even_chunk_uses_one_shape_and_wastes_less_than_a_network_per_chunk():
-    from pdlt._progress import even_chunk
+    from pdlt.ensembles import even_chunk
 
     for n_nets in range(1, 300):
         for chunk in (1, 7, 64, 100, 500):

@@ -1,4 +1,4 @@
-"""Haar frames by Gram-Schmidt (pdlt._haar): exact identities, the Haar law, and the CPU hang it avoids."""
+"""Haar frames by Gram-Schmidt (pdlt.ensembles.internals.haar): exact identities, the Haar law, and the CPU hang it avoids."""
 import subprocess
 import sys
 import textwrap
@@ -16,7 +16,7 @@ Z = 4.5
 @pytest.mark.parametrize("n,k", [(1, 1), (5, 1), (8, 3), (16, 16), (40, 7)])
 def test_orthonormal_and_equal_to_sign_fixed_qr(n, k):
     G = np.asarray(jax.random.normal(jax.random.key(n * 100 + k), (n, k)))
-    Q = np.asarray(pdlt.orthonormalize(G))
+    Q = np.asarray(pdlt.ensembles.orthonormalize(G))
     np.testing.assert_allclose(Q.T @ Q, np.eye(k), atol=1e-13)
     q, r = np.linalg.qr(G)
     np.testing.assert_allclose(Q, q * np.sign(np.diag(r))[None, :], atol=1e-11)
@@ -29,7 +29,7 @@ def test_haar_moments():
     # Haar O(n): E[Q_ij^2] = 1/n, E[tr Q] = 0, E[(tr Q)^2] = 1 (n >= 2)
     n, M = 6, 20000
     keys = jax.random.split(jax.random.key(1), M)
-    Q = np.asarray(jax.jit(jax.vmap(lambda k: pdlt.haar_frame(k, n, n)))(keys))
+    Q = np.asarray(jax.jit(jax.vmap(lambda k: pdlt.ensembles.haar_frame(k, n, n)))(keys))
     for stat, want in ((Q[:, 0, 0] ** 2, 1 / n), (np.trace(Q, axis1=1, axis2=2), 0.0),
                        (np.trace(Q, axis1=1, axis2=2) ** 2, 1.0)):
         m, se = pdlt.mean_and_se(stat)
@@ -38,7 +38,7 @@ def test_haar_moments():
 
 def test_haar_frame_validation():
     with pytest.raises(pdlt.PDLTValueError, match="haar_frame"):
-        pdlt.haar_frame(jax.random.key(0), 3, 4)
+        pdlt.ensembles.haar_frame(jax.random.key(0), 3, 4)
 
 
 def test_independent_batched_frames_in_one_program_finish():
@@ -48,8 +48,8 @@ def test_independent_batched_frames_in_one_program_finish():
         jax.config.update("jax_enable_x64", True)
         def two(k):
             k1, k2, k3 = jax.random.split(k, 3)
-            return (pdlt.haar_frame(k1, 8, 4).sum() + pdlt.haar_frame(k2, 8, 8).sum()
-                    + pdlt.haar_frame(k3, 8, 8).sum())
+            return (pdlt.ensembles.haar_frame(k1, 8, 4).sum() + pdlt.ensembles.haar_frame(k2, 8, 8).sum()
+                    + pdlt.ensembles.haar_frame(k3, 8, 8).sum())
         f = jax.jit(jax.vmap(two))
         for M in (10, 300, 3000, 300):
             f(jax.random.split(jax.random.key(M), M)).block_until_ready()

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pdlt import _ledger
-from pdlt._ledger import Ledger, LedgerEntry, unpowered
+from pdlt.book.internals import ledger as _ledger
+from pdlt.book import Ledger, LedgerEntry, unpowered
 
 
 def test_rule_and_tolerance():

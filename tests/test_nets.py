@@ -86,7 +86,7 @@ def test_mlp_fixes_xi_and_gamma():
 @pytest.mark.parametrize("act", ["relu", "tanh", "gelu"])
 def test_kernels_route(act):
     net = nets.MLP(4, (6, 6, 6, 2), act, C_b=0.1, C_W=(1.2, 1.5, 1.7, 1.9))
-    K1 = pdlt.input_kernel(X, C_b=0.1, C_W=1.2)
+    K1 = pdlt.theory.input_kernel(X, C_b=0.1, C_W=1.2)
     assert same(nets.kernels(net, X), pdlt.kernel_recursion(K1, C_b=0.1, C_W=(1.5, 1.7, 1.9), L=4, activation=act))
     net1 = nets.MLP(4, (6,), act, C_b=0.1, C_W=1.2)
     assert same(nets.kernels(net1, X), pdlt.kernel_recursion(K1, C_b=0.1, C_W=1.2, L=1, activation=act))
@@ -94,10 +94,10 @@ def test_kernels_route(act):
 
 def test_residual_kernels_and_ntk_route():
     net = nets.ResidualMLP(4, (6,) * 5, "tanh", C_b=0.0, C_W=1.0, xi=0.6, gamma=0.8)
-    K1 = pdlt.input_kernel(X, C_b=0.0, C_W=1.0)
-    assert same(nets.kernels(net, X), pdlt.residual_kernel_recursion(K1, xi=0.6, gamma=0.8, C_b=0.0, C_W=1.0, L=5))
+    K1 = pdlt.theory.input_kernel(X, C_b=0.0, C_W=1.0)
+    assert same(nets.kernels(net, X), pdlt.theory.residual_kernel_recursion(K1, xi=0.6, gamma=0.8, C_b=0.0, C_W=1.0, L=5))
     r = nets.LearningRates(0.5, 2.0)
-    assert same(nets.ntk(net, X, r), pdlt.residual_ntk_recursion(X, xi=0.6, gamma=0.8, C_b=0.0, C_W=1.0, L=5,
+    assert same(nets.ntk(net, X, r), pdlt.theory.residual_ntk_recursion(X, xi=0.6, gamma=0.8, C_b=0.0, C_W=1.0, L=5,
                                                                  lambda_b=0.5, lambda_W=2.0))
 
 
@@ -123,8 +123,8 @@ def test_init_apply_sample_empirical_ntk_routes():
     net = nets.MLP(4, (5, 7, 2), "tanh", C_b=0.1, C_W=1.4)
     key = jax.random.key(3)
     p = nets.init(net, key)
-    assert same(p, pdlt.init_mlp(key, 4, (5, 7, 2), C_b=0.1, C_W=1.4))
-    assert same(nets.apply(net, p, X), pdlt.mlp_preactivations(p, X, "tanh"))
+    assert same(p, pdlt.ensembles.init_mlp(key, 4, (5, 7, 2), C_b=0.1, C_W=1.4))
+    assert same(nets.apply(net, p, X), pdlt.ensembles.mlp_preactivations(p, X, "tanh"))
     assert same(nets.sample(net, key, X, n_nets=6),
                 pdlt.ensemble_metrics(key, X, widths=(5, 7, 2), C_b=0.1, C_W=1.4, activation="tanh", n_nets=6))
     r = nets.LearningRates(0.5, (1.0, 2.0, 3.0))
@@ -136,12 +136,13 @@ def test_weight_law_routes():
     law = nets.WeightLaw("sparse", density=0.5, input_kind="gaussian")
     net = nets.MLP(4, (6, 6, 6), "tanh", C_b=0.0, C_W=1.0, weights=law)
     key = jax.random.key(5)
-    s, s0 = pdlt.weight_sampler("sparse", density=0.5), pdlt.weight_sampler("gaussian")
-    ref = pdlt.weights_ensemble_metrics(key, X, widths=(6, 6, 6), sampler=s, input_sampler=s0, C_b=0.0, C_W=1.0,
+    s, s0 = pdlt.ensembles.weight_sampler("sparse",
+                                          density=0.5), pdlt.ensembles.weight_sampler("gaussian")
+    ref = pdlt.ensembles.weights_ensemble_metrics(key, X, widths=(6, 6, 6), sampler=s, input_sampler=s0, C_b=0.0, C_W=1.0,
                                         activation="tanh", n_nets=4)
     assert same(nets.sample(net, key, X, n_nets=4), ref)
     # explicit parameters of the same law and layout give the same forward pass as mlp_forward_with
-    zs = pdlt.mlp_forward_with(key, X, widths=(6, 6, 6), sampler=s, input_sampler=s0, C_b=0.0, C_W=1.0,
+    zs = pdlt.ensembles.mlp_forward_with(key, X, widths=(6, 6, 6), sampler=s, input_sampler=s0, C_b=0.0, C_W=1.0,
                                activation="tanh")
     assert same(nets.apply(net, nets.init(net, key), X), zs)
 
@@ -149,25 +150,27 @@ def test_weight_law_routes():
 def test_residual_routes():
     net = nets.ResidualMLP(4, (6,) * 4, "tanh", C_b=0.1, C_W=1.0, xi=0.6, gamma=0.8)
     key = jax.random.key(2)
-    assert same(nets.init(net, key), pdlt.init_residual_mlp(key, 4, 6, 4, C_b=0.1, C_W=1.0))
+    assert same(nets.init(net, key), pdlt.theory.init_residual_mlp(key, 4, 6, 4, C_b=0.1, C_W=1.0))
     p = nets.init(net, key)
-    assert same(nets.apply(net, p, X), pdlt.residual_apply(p, X, xi=0.6, gamma=0.8, activation="tanh"))
+    assert same(nets.apply(net, p, X), pdlt.theory.residual_apply(p, X, xi=0.6, gamma=0.8, activation="tanh"))
     assert same(nets.sample(net, key, X[0], n_nets=5),
-                pdlt.residual_ensemble(key, X[0], n=6, L=4, xi=0.6, gamma=0.8, C_b=0.1, C_W=1.0, n_nets=5))
+                pdlt.theory.residual_ensemble(key, X[0], n=6, L=4, xi=0.6, gamma=0.8, C_b=0.1, C_W=1.0, n_nets=5))
 
 
 def test_resnet_description_matches_resnet_explicit():
     key = jax.random.key(9)
     net = nets.resnet(4, 6, 3, alpha=0.5, C_W=1.5, C_b=0.1, C_W0=1.2, C_b0=0.05, activation="relu")
-    assert net.L == 4 and net.gamma == pdlt.branch_multiplier(3, 0.5) and net.xi == 1.0
-    ys = pdlt.resnet_explicit(key, X, n=6, L=3, alpha=0.5, C_W=1.5, C_b=0.1, C_W0=1.2, C_b0=0.05)
+    assert net.L == 4 and net.gamma == pdlt.theory.branch_multiplier(3, 0.5) and net.xi == 1.0
+    ys = pdlt.theory.resnet_explicit(key, X, n=6, L=3, alpha=0.5, C_W=1.5, C_b=0.1, C_W0=1.2,
+                                     C_b0=0.05)
     assert same(jnp.stack(nets.apply(net, nets.init(net, key), X)), ys)
 
 
 def test_parametrizations():
     base = nets.MLP(3, (16, 16, 16, 1), "relu", C_b=0.0, C_W=1.0)
     p = nets.to_parametrization("muP", base, base_width=8)
-    assert p == pdlt.parametrization("muP", n0=3, n=16, n_out=1, hidden=2, base_width=8, C_W=1.0)
+    assert p == pdlt.learning.parametrization("muP", n0=3, n=16, n_out=1, hidden=2, base_width=8,
+                                              C_W=1.0)
     net, r = nets.parametrized("muP", base, base_width=8)
     fans = (3, 16, 16, 16)
     # the book's weight rate lambda_W / n_{l-1} equals the SGD multiplier of each group, and the output
@@ -218,9 +221,11 @@ def test_every_documented_name_imports_and_every_public_name_is_documented():
         for part in name.split("."):
             obj = getattr(obj, part)          # what autodoc imports
         assert obj is not None, full
-    public = {n for n in dir(pdlt) if not n.startswith("_") and n not in ("annotations", "book", "nets")}
-    documented = {n for n in names if "." not in n}
-    assert public <= documented, f"undocumented public names: {sorted(public - documented)}"
+    subs = {"nets", "gauss", "theory", "ensembles", "learning", "stats", "topics", "book"}
+    public = {f"pdlt.{s}.{n}" for s in subs for n in getattr(pdlt, s).__all__}
+    assert public <= names, f"undocumented public names: {sorted(public - names)}"
+    top = {n for n in dir(pdlt) if not n.startswith("_")} - subs
+    assert top <= {n.rsplit(".", 1)[1] for n in names}, "undocumented top-level names"
     assert importlib.import_module("pdlt.nets")
 
 

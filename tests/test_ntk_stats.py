@@ -1,4 +1,4 @@
-"""Multi-input leading-order NTK statistics (pdlt.ntk_statistics): symmetries, first layer, deep linear
+"""Multi-input leading-order NTK statistics (pdlt.theory.ntk_statistics): symmetries, first layer, deep linear
 closed forms, the single-input recursions as N = 1, the domain of the exact ReLU recursions, and Monte Carlo."""
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pdlt
-from pdlt._criticality import chi_parallel, dense_expectation, h_coefficient
+from pdlt.theory import chi_parallel, dense_expectation, h_coefficient
 
 X2 = np.array([[1.0, 0.2, -0.5], [0.3, -1.0, 0.8]])
 X3 = np.array([[1.0, 0.2, -0.5], [0.3, -1.0, 0.8], [-0.6, 0.4, 0.9]])
@@ -18,7 +18,8 @@ def _sym_err(a, b):
 
 @pytest.mark.parametrize("act,x", [("relu", X2), ("tanh", X3), ("gelu", X2)])
 def test_index_symmetries_and_first_layer(act, x):
-    s = pdlt.ntk_statistics(x, C_b=0.1, C_W=1.5, L=4, activation=act, lambda_b=0.5, lambda_W=1.0)
+    s = pdlt.theory.ntk_statistics(x, C_b=0.1, C_W=1.5, L=4, activation=act, lambda_b=0.5,
+                                   lambda_W=1.0)
     for q in ("V", "D", "F", "A", "B", "G1", "H1"):
         assert float(jnp.max(jnp.abs(getattr(s, q)[0]))) == 0.0          # layer 1 is exactly Gaussian
     V, D, F, A, B = (np.asarray(getattr(s, q)[-1]) for q in "VDFAB")
@@ -37,7 +38,7 @@ def test_deep_linear_closed_forms():
     S_1234 = K13K24 + K14K23, D = λ_W S ℓ(ℓ-1)/2, F_1324 = K34 Σ_{m<ℓ} Θ^(m)_12, B_1324 = Σ_{m<ℓ} Θ^(m)_12 Θ^(m)_34,
     A = λ_W² S [ℓ(ℓ-1)/2 + (ℓ-2)(ℓ-1)ℓ/3], G1 = H1 = 0 (summing the recursions with Φ = K, Ψ = 1)."""
     lb, lw, L = 0.7, 1.3, 7
-    s = pdlt.ntk_statistics(X3, C_b=0.0, C_W=1.0, L=L, activation="linear", lambda_b=lb, lambda_W=lw)
+    s = pdlt.theory.ntk_statistics(X3, C_b=0.0, C_W=1.0, L=L, activation="linear", lambda_b=lb, lambda_W=lw)
     K = X3 @ X3.T / 3
     S = np.einsum("ac,bd->abcd", K, K) + np.einsum("ad,bc->abcd", K, K)
     Th = [lb + lw * K + m * (lb + lw * K) for m in range(L)]
@@ -92,16 +93,16 @@ def test_single_input_is_the_N1_case(act, C_b, C_W):
 
 
 def test_per_layer_rates_and_errors():
-    s = pdlt.ntk_statistics(X2, C_b=0.0, C_W=2.0, L=3, lambda_b=(1.0, 0.0, 0.0), lambda_W=(1.0, 0.0, 0.0))
+    s = pdlt.theory.ntk_statistics(X2, C_b=0.0, C_W=2.0, L=3, lambda_b=(1.0, 0.0, 0.0), lambda_W=(1.0, 0.0, 0.0))
     # with the rates of layers 2, 3 off, Θ is Θ1 transported: Θ' = C_W Θ ∘ Ψ
-    Psi = pdlt.derivative_kernel_map("relu", s.K[0])
+    Psi = pdlt.gauss.derivative_kernel_map("relu", s.K[0])
     np.testing.assert_allclose(s.Theta[1], 2.0 * s.Theta[0] * Psi, rtol=1e-12)
     with pytest.raises(pdlt.PDLTValueError, match="x"):
-        pdlt.ntk_statistics(np.ones(3), C_b=0.0, C_W=2.0, L=3)
+        pdlt.theory.ntk_statistics(np.ones(3), C_b=0.0, C_W=2.0, L=3)
     with pytest.raises(pdlt.PDLTValueError, match="lambda_b"):
-        pdlt.ntk_statistics(X2, C_b=0.0, C_W=2.0, L=3, lambda_b=(1.0, 1.0))
+        pdlt.theory.ntk_statistics(X2, C_b=0.0, C_W=2.0, L=3, lambda_b=(1.0, 1.0))
     with pytest.raises(pdlt.PDLTValueError, match="activation"):
-        pdlt.ntk_statistics(X2, C_b=0.0, C_W=2.0, L=3, activation="step")
+        pdlt.theory.ntk_statistics(X2, C_b=0.0, C_W=2.0, L=3, activation="step")
 
 
 def test_relu_exact_domain():
@@ -109,10 +110,11 @@ def test_relu_exact_domain():
     x = np.ones(4)
     key = jax.random.key(7)
     for lb, expect_ok in (((1.0, 0.0, 0.0, 0.0), True), (1.0, False)):
-        smp = pdlt.ntk_conditional_samples(key, x, n=1, L=4, C_b=0.0, C_W=2.0, lambda_b=lb, lambda_W=1.0,
+        smp = pdlt.ensembles.ntk_conditional_samples(key, x, n=1, L=4, C_b=0.0, C_W=2.0, lambda_b=lb, lambda_W=1.0,
                                            n_nets=200000, progress=False)
         m, se = (float(v[-1]) for v in pdlt.mean_and_se(smp["mu"]))
-        th = float(pdlt.relu_ntk_fluctuations_exact(x, n=1, L=4, lambda_b=lb, lambda_W=1.0).H[-1])
+        th = float(pdlt.theory.relu_ntk_fluctuations_exact(x, n=1, L=4, lambda_b=lb,
+                                                           lambda_W=1.0).H[-1])
         assert (abs(m - th) < 4.5 * se) == expect_ok, (lb, m, se, th)
 
 
@@ -120,8 +122,8 @@ def test_layer2_mc_exact_at_any_width():
     """Layer 2 statistics are exact at any width (layer-1 neurons iid Gaussian, Ĥ^(1) deterministic)."""
     n, S = 8, 6000
     kw = dict(C_b=0.2, C_W=1.5, activation="tanh", lambda_b=0.5, lambda_W=1.0)
-    th = pdlt.ntk_statistics(X2, L=2, **kw)
-    est = pdlt.ntk_statistics_estimates(pdlt.ntk_conditional_samples_multi(
+    th = pdlt.theory.ntk_statistics(X2, L=2, **kw)
+    est = pdlt.ensembles.ntk_statistics_estimates(pdlt.ensembles.ntk_conditional_samples_multi(
         jax.random.key(3), X2, n=n, L=2, n_nets=S, progress=False, **kw))
     for q in "VDFAB":
         m, se = (np.asarray(v[-1]) for v in est[q])
@@ -134,9 +136,9 @@ def test_layer2_mc_exact_at_any_width():
 def test_layer3_mc_intercepts(act, C_b, C_W, x):
     """n·(statistic) at n = 8, 16, 32, fitted a + b/n: intercepts within 4.5 SE of the recursion (layer 3)."""
     kw = dict(C_b=C_b, C_W=C_W, activation=act, lambda_b=0.5, lambda_W=1.0)
-    th = pdlt.ntk_statistics(x, L=3, **kw)
+    th = pdlt.theory.ntk_statistics(x, L=3, **kw)
     ns = (8, 16, 32)
-    est = {n: pdlt.ntk_statistics_estimates(pdlt.ntk_conditional_samples_multi(
+    est = {n: pdlt.ensembles.ntk_statistics_estimates(pdlt.ensembles.ntk_conditional_samples_multi(
         jax.random.fold_in(jax.random.key(11), n), x, n=n, L=3, n_nets=4000, progress=False, **kw)) for n in ns}
     X = np.stack([np.ones(3), 1 / np.array(ns)], 1)
     for q in "VDFAB":
@@ -144,5 +146,5 @@ def test_layer3_mc_intercepts(act, C_b, C_W, x):
         for k in range(T.size):
             v = [float(np.asarray(est[n][q][0][-1]).ravel()[k]) for n in ns]
             s = [float(np.asarray(est[n][q][1][-1]).ravel()[k]) for n in ns]
-            c, cov = pdlt.fit_linear(X, v, s)
+            c, cov = pdlt.stats.fit_linear(X, v, s)
             assert abs(c[0] - T[k]) < 4.5 * np.sqrt(cov[0, 0]), (q, k, c[0], T[k], np.sqrt(cov[0, 0]))

@@ -281,7 +281,7 @@ def test_status_shows_full_scale_results_beside_ci(tmp_path, monkeypatch):
     full_dir.mkdir()
     entry = {"id": "a", "expect": "pass", "passed": True, "ok": True}
     control = {"id": "c", "expect": "fail", "passed": False, "ok": True}
-    prov = {"lib_hash": pdlt._provenance.lib_hash(), "backend": "cpu", "device_kind": "cpu", "x64": True,
+    prov = {"lib_hash": pdlt.book.lib_hash(), "backend": "cpu", "device_kind": "cpu", "x64": True,
             "devices": ["TFRT_CPU_0"], "jax_version": "0.10.2", "machine": "x86_64"}
     (ci_dir / "ch01.json").write_text(json.dumps({"chapter": "ch01", "seed": 0, "wall_s": 3.0, "provenance": prov,
                                                   "started": "2026-11-23T06:00:00+0000", "ledger": [entry, control]}))
@@ -316,7 +316,7 @@ def test_chapter_rerun_box_reports_the_measured_wall_time(monkeypatch):
     ch._t0 -= 12.4  # as if the chapter had run for 12.4 s
     note = ch.rerun_box().note
     assert note.startswith("This execution took 12 s of wall time")
-    assert f"on {pdlt._provenance.provenance()['backend']} (" in note
+    assert f"on {pdlt.book.provenance()['backend']} (" in note
     for path in CHAPTERS:
         assert "CPU time at the default" not in path.read_text(), f"{path.name}: a typed timing in the prose"
 
@@ -325,7 +325,7 @@ def test_chapter_rerun_box_reports_the_measured_wall_time(monkeypatch):
 def test_every_chapter_has_a_valid_full_scale_file(path):
     """book/params/<id>.full.yaml exists, names only the chapter's parameters, passes the runner's
     validation, and changes the scale (the GPU workflow runs every chapter with --scale full)."""
-    from pdlt import _params
+    from pdlt.book.internals import params as _params
 
     cid = chapter_id(path)
     assert (ROOT / "book" / "params" / f"{cid}.full.yaml").exists(), f"{cid}: no full-scale parameter file"

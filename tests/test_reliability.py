@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 
 import pdlt
-from pdlt import _params, _provenance, run
-from pdlt._checks import PDLTValueError
+from pdlt import run
+from pdlt.book.internals import params as _params
+from pdlt.book.internals import provenance as _provenance
+from pdlt.nets import PDLTValueError
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -330,7 +332,7 @@ KW = dict(widths=(8, 8, 8), C_b=0.1, C_W=1.5, activation="tanh", n_nets=300)
 def test_cov_se_does_not_depend_on_chunk():
     G, _ = pdlt.ensemble_metrics(jax.random.key(3), X2, **KW)
     G = np.asarray(G).reshape(300, 3, 4)[:, 1:]
-    cov, se = pdlt.covariance_and_se(G[:, :, :, None], G[:, :, None, :])
+    cov, se = pdlt.stats.covariance_and_se(G[:, :, :, None], G[:, :, None, :])
     for chunk in (7, 64, 300):
         m = pdlt.ensemble_moments(jax.random.key(3), X2, chunk=chunk, **KW)
         np.testing.assert_allclose(m.cov_se.reshape(3, 4, 4)[1:], se, rtol=1e-10)
@@ -338,10 +340,10 @@ def test_cov_se_does_not_depend_on_chunk():
 
 
 def test_interrupted_moments_resume_bitwise(tmp_path, monkeypatch):
-    from pdlt import _sharding
+    from pdlt.ensembles.internals import sharding as _sharding
 
     kw = dict(widths=(6, 6), C_b=0.0, C_W=2.0, n_nets=400, chunk=40, vertex=True)
-    ref = pdlt.fast_ensemble_moments(jax.random.key(1), X2, **kw)
+    ref = pdlt.ensembles.fast_ensemble_moments(jax.random.key(1), X2, **kw)
     ck = tmp_path / "moments.ckpt"
     real, calls = _sharding._reduce_chunk, []
 
@@ -353,22 +355,24 @@ def test_interrupted_moments_resume_bitwise(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_sharding, "_reduce_chunk", flaky)
     with pytest.raises(KeyboardInterrupt):
-        pdlt.fast_ensemble_moments(jax.random.key(1), X2, checkpoint=ck, checkpoint_every=4, **kw)
+        pdlt.ensembles.fast_ensemble_moments(jax.random.key(1), X2, checkpoint=ck,
+                                             checkpoint_every=4, **kw)
     assert ck.exists()
     monkeypatch.setattr(_sharding, "_reduce_chunk", real)
     with pytest.raises(PDLTValueError, match="another computation"):
-        pdlt.fast_ensemble_moments(jax.random.key(2), X2, checkpoint=ck, **kw)
+        pdlt.ensembles.fast_ensemble_moments(jax.random.key(2), X2, checkpoint=ck, **kw)
     calls.clear()
     monkeypatch.setattr(_sharding, "_reduce_chunk", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
-    got = pdlt.fast_ensemble_moments(jax.random.key(1), X2, checkpoint=ck, checkpoint_every=4, **kw)
+    got = pdlt.ensembles.fast_ensemble_moments(jax.random.key(1), X2, checkpoint=ck,
+                                               checkpoint_every=4, **kw)
     assert len(calls) == 4 and not ck.exists()  # only chunks 7..10 were computed again
     for k in ("mean", "mean_se", "var", "var_se", "cov"):
         assert np.array_equal(got[k], ref[k]), k
 
 
 def test_network_indices_are_64_bit():
-    from pdlt._mlp import network_key
-    from pdlt._sharding import _indices, ensemble_mesh
+    from pdlt.ensembles import network_key
+    from pdlt.ensembles.internals.sharding import _indices, ensemble_mesh
 
     key = jax.random.key(0)
     kd = lambda i, dt: np.asarray(jax.random.key_data(jax.jit(network_key)(key, jnp.asarray(i, dt))))
@@ -398,20 +402,20 @@ def test_library_refuses_impossible_inputs():
     with pytest.raises(PDLTValueError, match="`K1` must be positive semi-definite"):
         pdlt.kernel_recursion(np.array([[1.0, 2.0], [2.0, 1.0]]), C_b=0.0, C_W=2.0, L=3)
     with pytest.raises(PDLTValueError, match="`K` must be positive semi-definite"):
-        pdlt.gaussian_expectation2(lambda a, b: a * b, jnp.array([[1.0, 2.0], [2.0, 1.0]]))
+        pdlt.gauss.gaussian_expectation2(lambda a, b: a * b, jnp.array([[1.0, 2.0], [2.0, 1.0]]))
     with pytest.raises(PDLTValueError, match="`x` must be finite"):
         pdlt.ensemble_metrics(jax.random.key(0), jnp.array([[1.0, jnp.inf]]), widths=(4,), C_b=0.0, C_W=1.0,
                               n_nets=4)
     with pytest.raises(PDLTValueError, match="`x` must be finite"):
-        pdlt.input_kernel(jnp.array([[jnp.nan, 1.0]]), C_b=0.0, C_W=1.0)
+        pdlt.theory.input_kernel(jnp.array([[jnp.nan, 1.0]]), C_b=0.0, C_W=1.0)
     with pytest.raises(PDLTValueError, match="`key` must be a PRNG key"):
         pdlt.ensemble_metrics(0, X2, widths=(4,), C_b=0.0, C_W=1.0, n_nets=4)
     with pytest.raises(PDLTValueError, match="`key` must be a PRNG key"):
-        pdlt.fast_ensemble_moments(0, X2, widths=(4,), C_b=0.0, C_W=1.0, n_nets=4)
+        pdlt.ensembles.fast_ensemble_moments(0, X2, widths=(4,), C_b=0.0, C_W=1.0, n_nets=4)
     with pytest.raises(PDLTValueError, match="`mesh` must be a jax.sharding.Mesh"):
-        pdlt.fast_ensemble_moments(jax.random.key(0), X2, widths=(4,), C_b=0.0, C_W=1.0, n_nets=4, mesh="gpu")
+        pdlt.ensembles.fast_ensemble_moments(jax.random.key(0), X2, widths=(4,), C_b=0.0, C_W=1.0, n_nets=4, mesh="gpu")
     with pytest.raises(PDLTValueError, match="`dtype` must be a floating-point dtype"):
-        pdlt.fast_ensemble_metrics(jax.random.key(0), X2, widths=(4,), C_b=0.0, C_W=1.0, n_nets=4, dtype=jnp.int32)
+        pdlt.ensembles.fast_ensemble_metrics(jax.random.key(0), X2, widths=(4,), C_b=0.0, C_W=1.0, n_nets=4, dtype=jnp.int32)
     G, _ = pdlt.ensemble_metrics(jax.random.key(0), np.array([[1, 2, 3]]), widths=(4,), C_b=0.0, C_W=1.0, n_nets=4)
     assert jnp.issubdtype(G.dtype, jnp.floating)  # integer inputs are promoted, not rejected
 
@@ -420,7 +424,7 @@ def test_one_warning_for_non_finite_results():
     with pytest.warns(RuntimeWarning, match="kernel_recursion: .* non-finite"):
         pdlt.kernel_recursion(1.0, C_b=0.0, C_W=1e30, L=40, activation="linear")
     with pytest.warns(RuntimeWarning, match="fast_ensemble_metrics: .* non-finite .*float32"):
-        pdlt.fast_ensemble_metrics(jax.random.key(0), X2, widths=(4,) * 30, C_b=0.0, C_W=1e3, n_nets=2,
+        pdlt.ensembles.fast_ensemble_metrics(jax.random.key(0), X2, widths=(4,) * 30, C_b=0.0, C_W=1e3, n_nets=2,
                                    activation="linear", dtype=jnp.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

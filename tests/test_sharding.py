@@ -1,4 +1,4 @@
-"""The sharded ensemble path (pdlt._sharding) reproduces the single-device per-network samples.
+"""The sharded ensemble path (pdlt.ensembles.internals.sharding) reproduces the single-device per-network samples.
 
 The multi-device checks run in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
 (the flag must be set before JAX initialises, so it cannot be set inside this pytest process). They are
@@ -17,14 +17,14 @@ import pytest
 
 import pdlt
 from conftest import ROOT
-from pdlt._sharding import ensemble_map, ensemble_mesh, ensemble_reduce, moments_from_sums
+from pdlt.ensembles import ensemble_map, ensemble_mesh, ensemble_reduce, moments_from_sums
 
 SCRIPT = r"""
 import json, jax, numpy as np
 jax.config.update("jax_enable_x64", True)
 import pdlt
-from pdlt._fast import fast_ensemble_metrics, fast_ensemble_moments
-from pdlt._sharding import ensemble_mesh
+from pdlt.ensembles import fast_ensemble_metrics, fast_ensemble_moments
+from pdlt.ensembles import ensemble_mesh
 assert jax.device_count() == 4, jax.devices()
 key = jax.random.key(7)
 x = jax.random.normal(jax.random.key(1), (5, 6))

@@ -10,7 +10,7 @@ jax.config.update("jax_enable_x64", True)
 
 
 def _task(N=6, n0=3, seed=0):
-    xA, yA, xD, _ = pdlt.synthetic_task(jax.random.key(seed), n_train=N, n_test=3, n0=n0)
+    xA, yA, xD, _ = pdlt.learning.synthetic_task(jax.random.key(seed), n_train=N, n_test=3, n0=n0)
     return xA, yA, xD
 
 
@@ -20,38 +20,40 @@ def test_last_layer_training_is_a_kernel_prediction():
     xA, yA, xD = _task()
     x = jnp.concatenate([xA, xD])
     rates = dict(lambda_b=[0.0, 0.0, 1.0], lambda_W=[0.0, 0.0, 1.0])
-    p = pdlt.init_mlp(jax.random.key(1), 3, [24, 24, 1], C_b=0.1, C_W=2.0)
+    p = pdlt.ensembles.init_mlp(jax.random.key(1), 3, [24, 24, 1], C_b=0.1, C_W=2.0)
     H = pdlt.empirical_ntk(p, x, "tanh", **rates)[0, 0]
-    z0 = pdlt.mlp_apply(p, x, "tanh")
-    kernel = pdlt.frozen_ntk_prediction(H, z0, yA, 6)
-    leap = pdlt.mlp_apply(pdlt.giant_leap(p, xA, yA, activation="tanh", **rates), x, "tanh")
+    z0 = pdlt.ensembles.mlp_apply(p, x, "tanh")
+    kernel = pdlt.learning.frozen_ntk_prediction(H, z0, yA, 6)
+    leap = pdlt.ensembles.mlp_apply(pdlt.learning.giant_leap(p, xA, yA, activation="tanh", **rates),
+                                    x, "tanh")
     np.testing.assert_allclose(leap, kernel, rtol=1e-9, atol=1e-10)
     lam = np.linalg.eigvalsh(np.asarray(H[:6, :6]))
     P = jax.tree_util.tree_map(lambda a: a[None], p)
     PT, _ = pdlt.train_ensemble(P, xA, yA, eta=1.0 / lam[-1], steps=int(40 * lam[-1] / lam[0]), activation="tanh", **rates)
-    np.testing.assert_allclose(pdlt.ensemble_apply(PT, x, "tanh")[0], kernel, rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(pdlt.learning.ensemble_apply(PT, x, "tanh")[0], kernel, rtol=1e-7,
+                               atol=1e-8)
 
 
 def test_giant_leap_ensemble_matches_single_leaps_and_fits():
     xA, yA, _ = _task()
-    P = pdlt.init_ensemble(jax.random.key(2), 3, [32, 32, 1], C_b=0.0, C_W=1.0, n_nets=2)
-    PT = pdlt.giant_leap_ensemble(P, xA, yA, steps=5, activation="tanh", lambda_b=0.0)
+    P = pdlt.learning.init_ensemble(jax.random.key(2), 3, [32, 32, 1], C_b=0.0, C_W=1.0, n_nets=2)
+    PT = pdlt.learning.giant_leap_ensemble(P, xA, yA, steps=5, activation="tanh", lambda_b=0.0)
     p = jax.tree_util.tree_map(lambda a: a[1], P)
     for _ in range(5):
-        p = pdlt.giant_leap(p, xA, yA, activation="tanh", lambda_b=0.0)
+        p = pdlt.learning.giant_leap(p, xA, yA, activation="tanh", lambda_b=0.0)
     for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a: a[1], PT))):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     # Gauss-Newton on a smooth network: the residual (O(1) at the start) converges quadratically
-    assert float(jnp.max(jnp.abs(pdlt.ensemble_apply(PT, xA, "tanh") - yA))) < 1e-6
+    assert float(jnp.max(jnp.abs(pdlt.learning.ensemble_apply(PT, xA, "tanh") - yA))) < 1e-6
 
 
 def test_linear_control_has_mean_m_inf():
     """E[z_lin] = m∞ for Gaussian initial outputs of covariance K (4.5 SE); the control mean 0 is rejected."""
     xA, yA, xD = _task()
-    inf = pdlt.infinite_width_ensemble(xA, yA, xD, C_b=0.0, C_W=2.0, L=3, lambda_b=0.0)
+    inf = pdlt.learning.infinite_width_ensemble(xA, yA, xD, C_b=0.0, C_W=2.0, L=3, lambda_b=0.0)
     K = np.asarray(inf["K"])
     z0 = jax.random.multivariate_normal(jax.random.key(3), jnp.zeros(9), K + 1e-12 * np.eye(9), (20000,))[..., None]
-    zl = np.asarray(pdlt.linear_control(inf["Theta"], z0, yA, 6))[:, :, 0]
+    zl = np.asarray(pdlt.learning.linear_control(inf["Theta"], z0, yA, 6))[:, :, 0]
     m, se = zl.mean(0), zl.std(0, ddof=1) / np.sqrt(len(zl))
     assert np.all(np.abs(m - np.asarray(inf["m"][:, 0])) < 4.5 * se)
     assert np.any(np.abs(m) > 4.5 * se)
@@ -59,13 +61,13 @@ def test_linear_control_has_mean_m_inf():
     v, vse = pdlt.variance_and_se(zl)
     assert np.all(np.abs(np.asarray(v) - np.diag(np.asarray(inf["Sigma"]))) < 4.5 * np.asarray(vse))
     # the control-variate covariance with z_T = z_lin is the supplied Cov(z_lin), with zero bracket
-    c, _ = pdlt.control_variate_cov(zl, zl, np.cov(zl.T), np.zeros((3, 3)))
+    c, _ = pdlt.learning.control_variate_cov(zl, zl, np.cov(zl.T), np.zeros((3, 3)))
     np.testing.assert_allclose(c, np.cov(zl.T), rtol=1e-12)
 
 
 def test_fit_inverse_width_exact_line():
     n = np.array([32, 64, 128, 256])
-    a, b, sa, sb, chi2 = pdlt.fit_inverse_width(n, 0.7 - 3.0 / n, np.full(4, 0.01))
+    a, b, sa, sb, chi2 = pdlt.learning.fit_inverse_width(n, 0.7 - 3.0 / n, np.full(4, 0.01))
     assert abs(a - 0.7) < 1e-12 and abs(b + 3.0) < 1e-9 and chi2 < 1e-18 and sa > 0 and sb > 0
 
 
@@ -81,13 +83,13 @@ def test_nearly_kernel_closed_form_is_first_order_exact(eta_scale):
     y = jax.random.normal(jax.random.fold_in(k, 4), (ntr,))
     rem, corr = [], []
     for eps in (1e-2, 5e-3):
-        f = lambda w: pdlt.quadratic_model_apply(w, phi, psi, eps)  # noqa: E731
-        H, dH = pdlt.model_ntk_dntk(f, w0)
+        f = lambda w: pdlt.learning.quadratic_model_apply(w, phi, psi, eps)  # noqa: E731
+        H, dH = pdlt.learning.model_ntk_dntk(f, w0)
         lam = np.linalg.eigvalsh(np.asarray(H[:ntr, :ntr]))
         eta = None if eta_scale is None else eta_scale / lam[-1]
-        zk, c = pdlt.nearly_kernel_prediction(H, dH, f(w0), y, ntr, eta=eta)
+        zk, c = pdlt.learning.nearly_kernel_prediction(H, dH, f(w0), y, ntr, eta=eta)
         steps = 4 if eta is None else int(60 * lam[-1] / lam[0] / min(eta_scale, 2 - eta_scale))
-        zT = pdlt.train_quadratic_explicit(w0, phi, psi, eps, y, ntr, eta=eta, steps=steps)
+        zT = pdlt.learning.train_quadratic_explicit(w0, phi, psi, eps, y, ntr, eta=eta, steps=steps)
         rem.append(float(jnp.max(jnp.abs(zT[ntr:] - zk - c))))
         corr.append(float(jnp.max(jnp.abs(c))))
     assert rem[0] < 0.1 * corr[0]                       # the first-order term carries the correction
@@ -97,9 +99,10 @@ def test_nearly_kernel_closed_form_is_first_order_exact(eta_scale):
 def test_nearly_kernel_zero_dntk_is_kernel():
     H = jnp.eye(4) + 0.1
     z0 = jnp.arange(4.0)
-    zk, c = pdlt.nearly_kernel_prediction(H, jnp.zeros((4, 4, 4)), z0, jnp.ones(3), 3, eta=0.3)
+    zk, c = pdlt.learning.nearly_kernel_prediction(H, jnp.zeros((4, 4, 4)), z0, jnp.ones(3), 3,
+                                                   eta=0.3)
     np.testing.assert_allclose(c, 0.0)
-    np.testing.assert_allclose(zk, pdlt.frozen_ntk_prediction(H, z0[:, None], jnp.ones((3, 1)), 3)[3:, 0])
+    np.testing.assert_allclose(zk, pdlt.learning.frozen_ntk_prediction(H, z0[:, None], jnp.ones((3, 1)), 3)[3:, 0])
 
 
 def test_posterior_correction_limits():
@@ -108,29 +111,31 @@ def test_posterior_correction_limits():
     K = jnp.array([[2.0, 0.8, 0.5], [0.8, 1.5, 0.3], [0.5, 0.3, 1.2]])
     y = jnp.array([[0.7], [-0.4]])
     G1 = jnp.array([[0.3, 0.1, 0.0], [0.1, -0.2, 0.05], [0.0, 0.05, 0.4]])
-    dm, dS = pdlt.finite_width_posterior_correction(K, G1, jnp.zeros((3,) * 4), y, 2, 0.1)
+    dm, dS = pdlt.learning.finite_width_posterior_correction(K, G1, jnp.zeros((3,) * 4), y, 2, 0.1)
     h = 1e-6
-    mp, Sp = pdlt.gp_posterior(K + h * G1, y, 2, 0.1)
-    mm, Sm = pdlt.gp_posterior(K - h * G1, y, 2, 0.1)
+    mp, Sp = pdlt.learning.gp_posterior(K + h * G1, y, 2, 0.1)
+    mm, Sm = pdlt.learning.gp_posterior(K - h * G1, y, 2, 0.1)
     np.testing.assert_allclose(dm, (mp - mm)[:, 0] / (2 * h), rtol=1e-6)
     np.testing.assert_allclose(dS, (Sp - Sm) / (2 * h), rtol=1e-6, atol=1e-10)
-    m, mse, c, cse = pdlt.finite_width_posterior_moments(jnp.broadcast_to(K, (5, 3, 3)), y, 2, 0.1)
-    m_gp, S_gp = pdlt.gp_posterior(K, y, 2, 0.1)
+    m, mse, c, cse = pdlt.learning.finite_width_posterior_moments(jnp.broadcast_to(K, (5, 3, 3)), y,
+                                                                  2, 0.1)
+    m_gp, S_gp = pdlt.learning.gp_posterior(K, y, 2, 0.1)
     np.testing.assert_allclose(m, m_gp[:, 0], rtol=1e-12)
     np.testing.assert_allclose(c, S_gp, rtol=1e-10, atol=1e-14)
 
 
 def test_bad_inputs_raise():
     xA, yA, _ = _task()
-    p = pdlt.init_mlp(jax.random.key(0), 3, [4, 1])
+    p = pdlt.ensembles.init_mlp(jax.random.key(0), 3, [4, 1])
     with pytest.raises(pdlt.PDLTValueError, match="kappa"):
-        pdlt.giant_leap(p, xA, yA, kappa=jnp.eye(3))
+        pdlt.learning.giant_leap(p, xA, yA, kappa=jnp.eye(3))
     with pytest.raises(pdlt.PDLTValueError, match="algorithm"):
-        pdlt.trained_outputs(jax.random.key(0), xA, yA, xA, widths=[4, 1], C_b=0.0, C_W=1.0, n_nets=2, algorithm="adam")
+        pdlt.learning.trained_outputs(jax.random.key(0), xA, yA, xA, widths=[4, 1], C_b=0.0, C_W=1.0, n_nets=2, algorithm="adam")
     with pytest.raises(pdlt.PDLTValueError, match="dH"):
-        pdlt.nearly_kernel_prediction(jnp.eye(4), jnp.zeros((4, 4)), jnp.zeros(4), jnp.zeros(3), 3)
+        pdlt.learning.nearly_kernel_prediction(jnp.eye(4), jnp.zeros((4, 4)), jnp.zeros(4),
+                                               jnp.zeros(3), 3)
     with pytest.raises(pdlt.PDLTValueError, match="V"):
-        pdlt.finite_width_posterior_correction(jnp.eye(3), jnp.eye(3), jnp.zeros((3, 3)), jnp.ones((2, 1)), 2, 0.1)
+        pdlt.learning.finite_width_posterior_correction(jnp.eye(3), jnp.eye(3), jnp.zeros((3, 3)), jnp.ones((2, 1)), 2, 0.1)
 
 
 def test_ntk_mean_shift_coefficient_limits():
@@ -139,14 +144,16 @@ def test_ntk_mean_shift_coefficient_limits():
     Th = jnp.array([[2.0, 0.8, 0.5], [0.8, 1.5, 0.3], [0.5, 0.3, 1.2]])
     H1 = jnp.array([[0.3, 0.1, 0.0], [0.1, -0.2, 0.05], [0.0, 0.05, 0.4]])
     y = jnp.array([0.7, -0.4])
-    b = pdlt.ntk_mean_shift_coefficient(Th, H1, jnp.zeros((3,) * 4), jnp.zeros((3,) * 4), y, 2)
+    b = pdlt.learning.ntk_mean_shift_coefficient(Th, H1, jnp.zeros((3,) * 4), jnp.zeros((3,) * 4),
+                                                 y, 2)
     f = lambda H: H[2, :2] @ jnp.linalg.solve(H[:2, :2], y)  # noqa: E731
     h = 1e-6
     np.testing.assert_allclose(b[0], (f(Th + h * H1) - f(Th - h * H1)) / (2 * h), rtol=1e-6)
     # A = outer(S, S) for a symmetric S (B = 0): Ĥ = Θ + g S / sqrt(n), g ~ N(0, 1); E f exactly by quadrature
     S = jnp.array([[0.2, -0.1, 0.3], [-0.1, 0.4, 0.0], [0.3, 0.0, -0.2]])
     A = jnp.einsum("ab,cd->abcd", S, S)
-    b2 = pdlt.ntk_mean_shift_coefficient(Th, jnp.zeros((3, 3)), A, jnp.zeros((3,) * 4), y, 2)[0]
+    b2 = pdlt.learning.ntk_mean_shift_coefficient(Th, jnp.zeros((3, 3)), A, jnp.zeros((3,) * 4), y,
+                                                  2)[0]
     n = 1e4
     g, w = np.polynomial.hermite_e.hermegauss(40)
     Ef = sum(wi * float(f(Th + gi * S / np.sqrt(n))) for gi, wi in zip(g, w)) / np.sqrt(2 * np.pi)

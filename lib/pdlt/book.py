@@ -369,3 +369,9 @@ def book_results(folder: Path | None = None, root: Path | None = None) -> dict[s
                                   current_versions=v)
         out[cid] = res
     return out
+
+
+# the ledger, parameters, provenance, runner and launch notebooks: re-exported by the layout table
+from ._layout import populate as _populate  # noqa: E402
+
+__all__ = __all__ + [n for n in _populate(globals(), "book") if n not in __all__]

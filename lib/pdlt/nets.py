@@ -512,3 +512,8 @@ def empirical_ntk(net: ResidualMLP, params, x, rates: LearningRates | None = Non
     rates = rates or LearningRates()
     lb, lw = rates.per_layer(net.L)
     return _entk(params, x, net.activation, lambda_b=lb, lambda_W=lw, per_layer=per_layer)
+
+# validation (the error type): re-exported by the layout table (pdlt._layout.TABLE)
+from ._layout import populate as _populate  # noqa: E402
+
+__all__ = __all__ + [n for n in _populate(globals(), "nets") if n not in __all__]

@@ -148,7 +148,7 @@ class Chapter:
         bad = self.ledger.failures()
         if bad and os.environ.get("PDLT_STRICT", "1") != "0":
             lines = [f"{e.id}: theory {e.theory:.6g}, measured {e.measured:.6g} ± {e.se:.2g} "
-                     f"({e.rule}), expected to {e.expect}" for e in bad]
+                     f"({e.rule}), expected to {e.expect}" + (f"; {e.problem}" if e.problem else "") for e in bad]
             raise AssertionError(f"{self.chapter}: {len(bad)} ledger entr{'y' if len(bad) == 1 else 'ies'} "
                                  "not as expected:\n" + "\n".join(lines))
         return res

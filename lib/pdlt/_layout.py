@@ -70,7 +70,7 @@ TABLE = {
     "_ledger": "book",
     "_params": "book",
     "_provenance": "book",
-    "run": "book",
+    "_runner": "book",
     "notebooks": "book",
 }
 
@@ -80,7 +80,7 @@ NAMES = {
 }
 
 # names left out of a subpackage (a clash of two modules' names there)
-SKIP = {("run", "main"), ("notebooks", "main")}
+SKIP = {("_runner", "main"), ("notebooks", "main")}
 
 # where two subpackages export different objects under one name: the home of the flat name
 # (``pdlt.<name>``, the old API's meaning)

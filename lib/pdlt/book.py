@@ -73,7 +73,7 @@ class Chapter:
         src = _chapter_source(chapter)
         if src is None:
             return
-        from .run import parameters_of
+        from ._runner import parameters_of
 
         specs = parameters_of(src) or {}
         rules = [r for r in getattr(specs, "rules", ()) if r.kind == "rule"]
@@ -260,7 +260,7 @@ def rerun_box(chapter: str, source: str | Path | None = None, values: dict | Non
     """
     import yaml
 
-    from .run import parameters_of
+    from ._runner import parameters_of
 
     path = Path(source) if source is not None else _chapter_source(chapter)
     if path is None or not path.exists():
@@ -347,7 +347,7 @@ def book_results(folder: Path | None = None, root: Path | None = None) -> dict[s
     """``{chapter id: results}`` of the chapters in the book's ``_toc.yml`` (files of other chapters,
     e.g. left by a run into the same folder, are ignored), each with ``"_stale"``: :func:`staleness`
     against the build's library hash, versions and the chapter's CI defaults."""
-    from .run import chapter_id, find_chapters, parameters_of
+    from ._runner import chapter_id, find_chapters, parameters_of
 
     root = root or _find_root()
     folder = Path(folder) if folder is not None else results_dir()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .run import chapter_id, find_chapters
+from ._runner import chapter_id, find_chapters
 
 __all__ = ["INSTALL_TAG", "install_source", "launch_notebook", "repository_url", "write_launch_notebooks", "main"]
 

@@ -34,7 +34,7 @@ from sphinx.util.osutil import relative_uri
 
 from ._ledger import LedgerEntry, anchor
 from ._provenance import lib_hash
-from .run import chapter_id, find_chapters
+from ._runner import chapter_id, find_chapters
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def load_results(folder: Path, ci: bool = True) -> dict[str, dict]:
     ``ci``, parameters other than the chapter's CI defaults count too). The pages list only chapters
     of ``_toc.yml``."""
     from .book import _chapter_source, staleness
-    from .run import parameters_of
+    from ._runner import parameters_of
 
     out = {}
     for f in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:

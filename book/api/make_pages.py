@@ -59,7 +59,7 @@ def index() -> str:
              "The public API of ``pdlt``, generated from the docstrings (mathematics included), one page per "
              "subpackage. The top level ``pdlt`` re-exports the most-used names:", ""]
     lines += [f"- :py:obj:`pdlt.{n} <pdlt.{flat[n]}.{n}>`" for n in top]
-    lines += ["", ".. toctree::", "   :maxdepth: 1", ""] + [f"   {s}" for s in _layout.SUBPACKAGES] + [""]
+    lines += [""] + [f"- :doc:`{s}`" for s in _layout.SUBPACKAGES] + [""]
     return "\n".join(lines)
 
 

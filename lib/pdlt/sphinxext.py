@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from html import escape
 from pathlib import Path
@@ -693,7 +694,30 @@ def _finished(app, exception):
     logger.info(f"pdlt: {len(written)} launch notebooks in {out / app.config.pdlt_launch_path}")
 
 
+def _plain_docstring(app, what, name, obj, options, lines):
+    """API pages: a docstring is shown as preformatted text under a one-line plain summary.
+
+    The library's docstrings are written for reading in source and in ``help()``; not all of them are
+    valid reStructuredText, and the book builds with warnings as errors.
+    """
+    text = [ln.rstrip() for ln in lines]
+    while text and not text[0].strip():
+        text.pop(0)
+    if not text:
+        return
+    summary = re.sub(r"[`*_|\\\[\]<>:]", "", text[0]).strip() or name.rsplit(".", 1)[-1]
+    lines[:] = [summary, "", "::", ""] + ["    " + ln for ln in text] + [""]
+
+
+def _connect_autodoc(app):
+    if "sphinx.ext.autodoc" in app.extensions:
+        app.connect("autodoc-process-docstring", _plain_docstring)
+        # cross-references from docstrings to names documented elsewhere (or not at all) stay plain text
+        app.config.nitpick_ignore_regex = list(app.config.nitpick_ignore_regex) + [(r"py:.*", r".*")]
+
+
 def setup(app):
+    app.connect("builder-inited", _connect_autodoc)
     # the book build is the one writer of the book's results: the kernels it starts inherit these
     # (a chapter run elsewhere writes to runs/, see pdlt.book.results_dir)
     from ._provenance import build_hash

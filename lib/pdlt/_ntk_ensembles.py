@@ -116,14 +116,19 @@ def ntk_conditional_samples(key, x, *, n: int, L: int, C_b, C_W, activation="rel
     fn = "ntk_conditional_samples"
     _checks.positive_int(fn, n=n, L=L)
     x, _, act, lb, lw = _validate(fn, x, (n,) * L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 1)
-    out = []
     lbv, lwv = jnp.asarray(lb, x.dtype), jnp.asarray(lw, x.dtype)
-    for idx, keep in _padded_chunks(n_nets, chunk, f"{act.name} NTK statistics n={n}", progress):
-        o = _cond_batch(key, idx, x, n, L, float(C_b), float(C_W), act.name, lbv, lwv)
-        out.append({k: v[:keep] for k, v in o.items()})
-    res = {k: jnp.concatenate([o[k] for o in out]) for k in out[0]}
+    res = _chunked(lambda idx: _cond_batch(key, idx, x, n, L, float(C_b), float(C_W), act.name, lbv, lwv),
+                   n_nets, chunk, f"{act.name} NTK statistics n={n}", progress)
     res["n"] = n
     return res
+
+
+def _chunked(batch, n_nets, chunk, desc, progress) -> dict:
+    """Per-network outputs of ``batch(indices)`` over padded chunks, trimmed and concatenated."""
+    out = []
+    for idx, keep in _padded_chunks(n_nets, chunk, desc, progress):
+        out.append({k: v[:keep] for k, v in batch(idx).items()})
+    return {k: jnp.concatenate([o[k] for o in out]) for k in out[0]}
 
 
 def _padded_chunks(n_nets, chunk, desc, progress):
@@ -235,11 +240,8 @@ def ntk_conditional_samples_multi(key, x, *, n: int, L: int, C_b, C_W, activatio
     _checks.positive_int(fn, n=n, L=L)
     x, _, act, lb, lw = _validate(fn, x, (n,) * L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 2)
     lbv, lwv = jnp.asarray(lb, x.dtype), jnp.asarray(lw, x.dtype)
-    out = []
-    for idx, keep in _padded_chunks(n_nets, chunk, f"{act.name} NTK statistics N={x.shape[0]} n={n}", progress):
-        o = _cond_batch_multi(key, idx, x, n, L, float(C_b), float(C_W), act.name, lbv, lwv)
-        out.append({k: v[:keep] for k, v in o.items()})
-    res = {k: jnp.concatenate([o[k] for o in out]) for k in out[0]}
+    res = _chunked(lambda idx: _cond_batch_multi(key, idx, x, n, L, float(C_b), float(C_W), act.name, lbv, lwv),
+                   n_nets, chunk, f"{act.name} NTK statistics N={x.shape[0]} n={n}", progress)
     res["n"] = n
     return res
 

@@ -118,3 +118,21 @@ def test_a_name_in_two_subpackages_has_a_flat_home():
     clashes = sorted(n for n, d in seen.items() if len({id(o) for o in d.values()}) > 1)
     missing = [n for n in clashes if n not in _layout.FLAT_HOME]
     assert not missing, f"names meaning different objects in two subpackages, without a FLAT_HOME row: {missing}"
+
+
+def test_public_docstrings_are_valid_restructuredtext():
+    """Every public function and class docstring parses cleanly as the API pages render it."""
+    import inspect
+
+    from pdlt.sphinxext import docstring_problems
+
+    bad = {}
+    for sub in ("nets", "gauss", "theory", "ensembles", "learning", "stats", "topics", "book"):
+        mod = getattr(pdlt, sub)
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if inspect.isfunction(obj) or inspect.isclass(obj):
+                p = docstring_problems(obj, "class" if inspect.isclass(obj) else "function")
+                if p:
+                    bad[f"pdlt.{sub}.{name}"] = p.splitlines()[0]
+    assert not bad, "docstrings that are not valid reST:\n" + "\n".join(f"{k}: {v}" for k, v in bad.items())

@@ -74,7 +74,7 @@ def _pdf(z):
 
 
 def leaky_relu(a: float, name: str | None = None) -> Activation:
-    """Scale-invariant activation with slopes a_+ = 1, a_- = a (PDLT §2.2)."""
+    r"""Scale-invariant activation with slopes :math:`a_+ = 1`, :math:`a_- = a` (PDLT §2.2)."""
     return _scale_invariant(name or f"leaky_relu_{a:g}", 1.0, float(a))
 
 

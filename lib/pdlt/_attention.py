@@ -63,7 +63,8 @@ def init_attention_stack(key, n: int, n_k: int, L: int, dtype=None):
     r"""Weights of ``L`` blocks: a tuple of ``(WQ, WK, WV)`` with shapes ``(n, n_k)``, ``(n, n_k)``, ``(n, n)``,
     iid :math:`\mathcal N(0, 1/n)`; block ``ell`` uses ``fold_in(key, ell)``.
 
-    Raises: PDLTValueError unless ``n``, ``n_k``, ``L`` are integers >= 1.
+    Raises:
+      PDLTValueError unless ``n``, ``n_k``, ``L`` are integers >= 1.
     """
     _checks.positive_int("init_attention_stack", n=n, n_k=n_k, L=L)
     dtype = dtype or jnp.result_type(float)
@@ -79,7 +80,8 @@ def init_attention_stack(key, n: int, n_k: int, L: int, dtype=None):
 def attention_stack(params, Y, *, lam, gamma, shaped: bool = True, tau0=1.0):
     r"""Run the residual attention stack on tokens ``Y`` of shape ``(m, n)``; returns all layers ``(L+1, m, n)``.
 
-    Raises: PDLTValueError on a shape mismatch or a negative ``lam``/``gamma``/non-positive ``tau0``.
+    Raises:
+      PDLTValueError on a shape mismatch or a negative ``lam``/``gamma``/non-positive ``tau0``.
     """
     fn = "attention_stack"
     _check_block(fn, lam, gamma, tau0)
@@ -122,8 +124,10 @@ def attention_gram_chain(key, G0, *, n: int, n_k: int, L: int, lam, gamma, shape
       key: PRNG key. G0: input Gram matrix ``(m, m)``, positive definite. n: width (``n >= m``).
       n_k: query/key width. L: number of blocks. lam, gamma: residual weights.
       shaped, tau0: attention type and temperature constant. n_nets, chunk: ensemble size and vmap chunk.
-    Returns: array ``(n_nets, L + 1, m, m)``.
-    Raises: PDLTValueError on bad arguments, before any compute.
+    Returns:
+      array ``(n_nets, L + 1, m, m)``.
+    Raises:
+      PDLTValueError on bad arguments, before any compute.
     """
     from ._progress import even_chunk, progress_range
 
@@ -186,7 +190,8 @@ def attention_explicit_grams(key, G0, *, n: int, n_k: int, L: int, lam, gamma, s
 
     The reference for :func:`attention_gram_chain`: the input tokens are :math:`Y_0 = [C_0, 0]` with
     :math:`C_0C_0^T = nG_0`; stack ``i`` uses :func:`init_attention_stack` with ``fold_in(key, i)``.
-    Returns: array ``(n_nets, m, m)``.
+    Returns:
+      array ``(n_nets, m, m)``.
     """
     fn = "attention_explicit_grams"
     _checks.positive_int(fn, n=n, n_k=n_k, L=L, n_nets=n_nets)

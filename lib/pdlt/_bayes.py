@@ -73,7 +73,8 @@ def relu_evidence_optimal_C_W(K_crit_AA, y, L: int):
     :math:`cM` the evidence is maximal at :math:`c^* = \mathrm{tr}(y^\top M^{-1}y)/(N_An_L)`, hence
     :math:`C_W^* = 2\,(c^*)^{1/L}\to 2` (criticality) as :math:`L\to\infty` (derived here).
 
-    Args: K_crit_AA: output kernel at :math:`C_W = 2` on the training inputs; y: ``(N_A, n_L)``; L: depth.
+    Args:
+      K_crit_AA: output kernel at :math:`C_W = 2` on the training inputs; y: ``(N_A, n_L)``; L: depth.
     """
     _checks.positive_int("relu_evidence_optimal_C_W", L=L)
     y = jnp.asarray(y)
@@ -89,7 +90,8 @@ def single_input_V(K1, *, C_b, C_W, L: int, activation="relu"):
               \chi_\parallel = \frac{C_W}{2K^2}\langle\sigma^2(z^2-K)\rangle_K,\qquad V^{(1)} = 0
 
     (PDLT §4.3 and §5.4, numbering unverified; overlaps with the vertex module of engineer "core").
-    Returns: ``(K, V, chi_par)``, each ``(L,)``; entry ``ell-1`` is layer ``ell``.
+    Returns:
+      ``(K, V, chi_par)``, each ``(L,)``; entry ``ell-1`` is layer ``ell``.
     """
     fn = "single_input_V"
     _checks.positive_int(fn, L=L)
@@ -109,9 +111,11 @@ def single_input_V(K1, *, C_b, C_W, L: int, activation="relu"):
 def hebbian_shift_first_order(K1, y2: float, n_out: int, *, C_b, C_W, L: int, activation="relu"):
     r"""Leading coefficient of the posterior shift, :math:`n\,(\mathbb E[\hat G^{(\ell)}\mid y] - \mathbb E\hat G^{(\ell)})`, for ell = 1..L.
 
-    Args: K1: first-layer kernel of the input; y2: observed :math:`|y|^2/n_L` (mean square per output);
+    Args:
+      K1: first-layer kernel of the input; y2: observed :math:`|y|^2/n_L` (mean square per output);
       n_out: number of observed outputs :math:`n_L`.
-    Returns: ``(L,)`` array (entry ``ell-1`` is layer ``ell``; zero in the first layer).
+    Returns:
+      ``(L,)`` array (entry ``ell-1`` is layer ``ell``; zero in the first layer).
     """
     _checks.positive("hebbian_shift_first_order", y2=y2)
     _checks.positive_int("hebbian_shift_first_order", n_out=n_out)
@@ -150,7 +154,8 @@ def hebbian_shift_relu_mc(key, *, n: int, L: int, G: float, y2: float, n_out: in
     Uses the exact single-input chain of critical ReLU (:math:`C_b=0, C_W=2`, equal widths n):
     :math:`\hat G^{(\ell+1)} = \hat G^{(\ell)}\,\tfrac2n\chi^2_k` with :math:`k\sim\mathrm{Bin}(n,\tfrac12)`, and
     importance weights :math:`p(y\mid\hat G^{(L)})` for ``n_out`` outputs of mean square ``y2``.
-    Returns: ``(shift, se)``, each ``(L,)`` (ratio estimator and its delta-method SE).
+    Returns:
+      ``(shift, se)``, each ``(L,)`` (ratio estimator and its delta-method SE).
     """
     fn = "hebbian_shift_relu_mc"
     _checks.positive_int(fn, n=n, L=L, n_out=n_out, samples=samples)
@@ -165,8 +170,10 @@ def finite_width_posterior_mean(Ghat, y, n_train: int, noise: float):
     :math:`\mathbb E[z_D\mid y] = \mathbb E[w\,\hat G_{DA}\tilde G^{-1}y]/\mathbb E[w]` with
     :math:`w = \mathcal N(y;0,\tilde G)`, :math:`\tilde G = \hat G_{AA}+\sigma^21`.
 
-    Args: Ghat: ``(S, N, N)`` output metrics (train first); y: ``(n_train, n_L)``; noise: :math:`\sigma^2 > 0`.
-    Returns: ``(mean, se)``, each ``(N_D, n_L)``.
+    Args:
+      Ghat: ``(S, N, N)`` output metrics (train first); y: ``(n_train, n_L)``; noise: :math:`\sigma^2 > 0`.
+    Returns:
+      ``(mean, se)``, each ``(N_D, n_L)``.
     """
     _checks.positive("finite_width_posterior_mean", noise=noise)
     Ghat = jnp.asarray(Ghat)
@@ -228,7 +235,8 @@ def finite_width_posterior_correction(K, G1, V, y, n_train: int, noise: float):
       K: ``(N, N)`` output kernel (train first). G1: ``(N, N)`` 1/n mean correction of the output metric.
       V: ``(N, N, N, N)`` four-point vertex of the output layer (:math:`n\,\mathrm{Cov}(\hat G_{ab},\hat G_{cd})`).
       y: ``(n_train, n_L)`` targets (the covariance refers to output component 0). noise: :math:`\sigma^2 > 0`.
-    Returns: ``(dm, dS)``: ``(N_D,)`` and ``(N_D, N_D)``; :math:`\mathbb E[z_D\mid y] = m_{GP} + dm/n` (component 0),
+    Returns:
+      ``(dm, dS)``: ``(N_D,)`` and ``(N_D, N_D)``; :math:`\mathbb E[z_D\mid y] = m_{GP} + dm/n` (component 0),
       :math:`\mathrm{Cov}[z_D\mid y] = \Sigma_{GP} + dS/n`.
     """
     fn = "finite_width_posterior_correction"
@@ -260,8 +268,10 @@ def finite_width_posterior_moments(Ghat, y, n_train: int, noise: float):
     :math:`\mathbb E[f\mid y] = \sum_s w_s f(\hat G_s)/\sum_s w_s` with :math:`w = p(y\mid\hat G)` (see
     :func:`finite_width_posterior_correction`), the SEs from the influence functions of the ratio estimators.
 
-    Args: Ghat: ``(S, N, N)`` output-layer metrics (train first); y: ``(n_train, n_L)``; noise: :math:`\sigma^2 > 0`.
-    Returns: ``(mean, mean_se, cov, cov_se)`` of shapes ``(N_D,)`` and ``(N_D, N_D)``.
+    Args:
+      Ghat: ``(S, N, N)`` output-layer metrics (train first); y: ``(n_train, n_L)``; noise: :math:`\sigma^2 > 0`.
+    Returns:
+      ``(mean, mean_se, cov, cov_se)`` of shapes ``(N_D,)`` and ``(N_D, N_D)``.
     """
     fn = "finite_width_posterior_moments"
     _checks.positive(fn, noise=noise)

@@ -18,8 +18,10 @@ def enable_compilation_cache(path=None, *, min_compile_time_s: float = 0.0) -> P
     Args:
       path: cache folder (created if missing).
       min_compile_time_s: cache only programs that took longer than this to compile (>= 0).
-    Returns: the cache folder, or None when no folder was given or set.
-    Raises: PDLTValueError for a negative ``min_compile_time_s``.
+    Returns:
+      the cache folder, or None when no folder was given or set.
+    Raises:
+      PDLTValueError for a negative ``min_compile_time_s``.
     """
     import jax
 

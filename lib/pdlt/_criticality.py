@@ -100,8 +100,10 @@ def sigma_sq(activation, K):
 def chi_parallel(activation, K, *, C_W: float):
     r"""Parallel susceptibility :math:`\chi_\parallel(K) = C_W\,d\langle\sigma^2\rangle_K/dK` (PDLT eq. (5.9)).
 
-    Args: activation: registry name. K: variance(s) > 0 (any shape). C_W: weight variance > 0.
-    Returns: array of K's shape.
+    Args:
+      activation: registry name. K: variance(s) > 0 (any shape). C_W: weight variance > 0.
+    Returns:
+      array of K's shape.
     """
     act = get_activation(activation, "chi_parallel")
     _checks.positive("chi_parallel", C_W=C_W)
@@ -144,8 +146,10 @@ def fixed_point(activation, *, C_b: float, C_W: float, K0: float = 1.0, max_iter
     r"""The fixed point :math:`K^\star = C_b + C_W\langle\sigma^2\rangle_{K^\star}` reached by iterating the
     kernel recursion from ``K0`` (PDLT eq. (5.6), numbering unverified).
 
-    Returns: float :math:`K^\star`.
-    Raises: PDLTValueError: bad arguments, or the iteration does not converge (e.g. the kernel explodes).
+    Returns:
+      float :math:`K^\star`.
+    Raises:
+      PDLTValueError: bad arguments, or the iteration does not converge (e.g. the kernel explodes).
     """
     fn = "fixed_point"
     act = get_activation(activation, fn)
@@ -195,7 +199,8 @@ def taylor_coefficients(activation) -> tuple[float, float, float, float]:
 def kstar_zero_coefficients(activation) -> KStarZeroCoefficients:
     r"""Taylor coefficients and :math:`a_1, b_1` of the :math:`K^\star = 0` class (see :class:`KStarZeroCoefficients`).
 
-    Raises: PDLTValueError: sigma(0) != 0 or sigma'(0) == 0 (the activation is not in the class).
+    Raises:
+      PDLTValueError: sigma(0) != 0 or sigma'(0) == 0 (the activation is not in the class).
     """
     act = get_activation(activation, "kstar_zero_coefficients")
     s0, s1, s2, s3 = taylor_coefficients(act)
@@ -221,7 +226,8 @@ def critical_point(activation, *, K_max: float = 100.0) -> Criticality:
       (bisection on a log grid, then Brent to 1e-14), with :math:`C_W = 1/\langle\sigma'^2\rangle_{K^\star}` and
       :math:`C_b = K^\star - C_W\langle\sigma^2\rangle_{K^\star} \ge 0`.
 
-    Returns: :class:`Criticality`.
+    Returns:
+      :class:`Criticality`.
     Raises:
       PDLTValueError: unknown activation, or none exists (sigmoid, softplus: no root and sigma(0) != 0;
         step: sigma' is a delta function), naming the activation.

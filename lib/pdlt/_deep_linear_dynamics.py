@@ -62,8 +62,10 @@ def saxe_logistic(t, s, u0, tau=1.0):
       s: target singular value(s) > 0 (broadcast against ``t``).
       u0: initial strength(s), ``0 < u0 < s``.
       tau: time constant ``1/eta``.
-    Returns: ``u(t)`` with the broadcast shape.
-    Raises: PDLTValueError if ``s``, ``u0`` or ``tau`` are not positive, or ``u0 >= s``.
+    Returns:
+      ``u(t)`` with the broadcast shape.
+    Raises:
+      PDLTValueError if ``s``, ``u0`` or ``tau`` are not positive, or ``u0 >= s``.
     """
     _check_mode("saxe_logistic", s, u0, tau)
     t = jnp.asarray(t, dtype=jnp.result_type(float))
@@ -91,8 +93,10 @@ def deep_mode_ode(t, s, u0, depth: int, tau=1.0, substeps: int = 8):
       s, u0: target and initial strengths, scalars or arrays of shape ``(M,)`` (one per mode).
       depth: number of weight matrices ``D >= 1``.
       tau: time constant. substeps: RK4 steps between consecutive grid points.
-    Returns: ``u`` of shape ``(T,)`` or ``(T, M)``.
-    Raises: PDLTValueError on bad arguments (non-increasing grid, ``u0 >= s``, ...).
+    Returns:
+      ``u`` of shape ``(T,)`` or ``(T, M)``.
+    Raises:
+      PDLTValueError on bad arguments (non-increasing grid, ``u0 >= s``, ...).
     """
     fn = "deep_mode_ode"
     _check_mode(fn, s, u0, tau)
@@ -159,8 +163,10 @@ def aligned_deep_linear_init(key, U, V, u0, depth: int, hidden: int):
       U: ``(n_out, M)`` and V: ``(n_in, M)`` with orthonormal columns (the target's singular vectors).
       u0: initial strengths, shape ``(M,)`` or scalar, > 0.
       depth: number of weight matrices ``D >= 1``. hidden: hidden width ``>= M`` (used if ``D >= 2``).
-    Returns: tuple of ``D`` matrices, ``W_1`` of shape ``(hidden, n_in)`` ... ``W_D`` of shape ``(n_out, hidden)``.
-    Raises: PDLTValueError on bad shapes or values.
+    Returns:
+      tuple of ``D`` matrices, ``W_1`` of shape ``(hidden, n_in)`` ... ``W_D`` of shape ``(n_out, hidden)``.
+    Raises:
+      PDLTValueError on bad shapes or values.
     """
     fn = "aligned_deep_linear_init"
     _checks.positive_int(fn, depth=depth, hidden=hidden)
@@ -225,7 +231,8 @@ def deep_linear_gd(Ws, T, eta, steps: int, every: int = 1):
     Returns:
       ``(products, losses, Ws_final)``: ``products`` of shape ``(steps//every + 1, n_out, n_in)`` (the
       end-to-end map at steps ``0, every, 2 every, ...``), ``losses`` of shape ``(steps + 1,)``.
-    Raises: PDLTValueError on bad arguments or shapes.
+    Raises:
+      PDLTValueError on bad arguments or shapes.
     """
     fn = "deep_linear_gd"
     _checks.positive(fn, eta=eta)
@@ -286,7 +293,12 @@ def aligned_gd_map(u0, s, eta, depth: int, steps: int):
 def first_crossing(t, y, level):
     """First time at which ``y`` (increasing through ``level``) crosses ``level``, by linear interpolation.
 
-    Args: ``t`` of shape ``(T,)``, ``y`` of shape ``(T,)`` or ``(T, M)``. Returns NaN where never reached.
+    Args:
+      t: times, shape ``(T,)``.
+      y: values, shape ``(T,)`` or ``(T, M)``.
+      level: the level crossed.
+    Returns:
+      the crossing times (NaN where the level is never reached).
     """
     t = np.asarray(t, float)
     y = np.asarray(y, float)
@@ -317,9 +329,11 @@ def learning_times(key, T, depths, *, kind: str = "orthogonal", eta0=0.05, steps
     Args:
       key: PRNG key. T: square target ``(n, n)``. depths: sequence of depths ``D >= 1``.
       kind: ``"orthogonal"`` or ``"gaussian"``. eta0, steps, n_seeds, threshold, scale: as described.
-    Returns: array ``(n_seeds, len(depths))`` of crossing times in steps (linear interpolation);
+    Returns:
+      array ``(n_seeds, len(depths))`` of crossing times in steps (linear interpolation);
       NaN where the criterion is not reached within ``steps``.
-    Raises: PDLTValueError on bad arguments.
+    Raises:
+      PDLTValueError on bad arguments.
     """
     fn = "learning_times"
     T = jnp.asarray(T, float)
@@ -363,9 +377,11 @@ def nested_orthogonal_learning_times(key, T, depths, *, eta0=0.05, steps: int = 
     Args:
       key: PRNG key. T: square target ``(n, n)``. depths: depths ``D >= 1``, each dividing ``max(depths)``.
       eta0, steps, n_seeds, threshold: as in :func:`learning_times`.
-    Returns: array ``(n_seeds, len(depths))`` of crossing times in steps (linear interpolation);
+    Returns:
+      array ``(n_seeds, len(depths))`` of crossing times in steps (linear interpolation);
       NaN where the criterion is not reached within ``steps``.
-    Raises: PDLTValueError on bad arguments.
+    Raises:
+      PDLTValueError on bad arguments.
     """
     fn = "nested_orthogonal_learning_times"
     T = jnp.asarray(T, float)
@@ -406,13 +422,11 @@ def _init_batch(key, n, depth, kind, scale, n_seeds):
 
 
 def gaussian_product_log_norm(n: int, depth: int):
-    r"""Exact mean and variance of :math:`\ln\lVert W_D\cdots W_1 u
-Vert^2` for unit ``u`` and Gaussian
+    r"""Exact mean and variance of :math:`\ln\lVert W_D\cdots W_1 u\rVert^2` for unit ``u`` and Gaussian
     ``(n, n)`` weights of variance ``1/n`` (the book's deep linear network at :math:`C_W = 1`, §3).
 
     Each layer multiplies the squared norm by an independent :math:`\chi^2_n/n`, so
-    :math:`\mathbb E = D[\psi(n/2) + \ln(2/n)]` and :math:`{
-m Var} = D\,\psi'(n/2)pprox 2D/n`.
+    :math:`\mathbb E = D[\psi(n/2) + \ln(2/n)]` and :math:`{\rm Var} = D\,\psi'(n/2)\approx 2D/n`.
     (An orthogonal product has both equal to 0.) Returns ``(mean, var)``.
     """
     from scipy.special import digamma, polygamma

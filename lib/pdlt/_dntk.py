@@ -174,9 +174,11 @@ def train_quadratic_model(params0, x_train, y_train, x_eval, *, eta: float, step
     The model is the second-order Taylor expansion of the network in its parameters around
     initialization, :math:`z(\theta_0+\delta) \approx z_0 + J\delta + \tfrac12\delta^\top\nabla^2z\,\delta`: its NTK moves
     exactly with the dNTK at initialization; of its two ddNTKs, the one from third derivatives vanishes and the
-one from products of second derivatives does not. Trained with the same
-    learning-rate tensor as the network.
-    Returns: ``(z_eval (n_nets, N, n_L), final_loss (n_nets,))``.
+    one from products of second derivatives does not. Trained with the same learning-rate tensor as the
+    network.
+
+    Returns:
+      ``(z_eval (n_nets, N, n_L), final_loss (n_nets,))``.
     """
     L = len(params0)
     lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn="train_quadratic_model")
@@ -222,9 +224,12 @@ def dntk_pq_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lamb
     :math:`E[\widehat{dH}z]`, the unbiased samples of :func:`_pq_one` (off-diagonal output pairs: the
     pair :math:`i_0 = i_3 \ne i_1 = i_2` sees only P, :math:`i_0 = i_1 \ne i_2 = i_3` only Q). Multiplied by n.
 
-    Args: key; x: ``(N, n0)``; n: hidden width; L: depth (>= 2); C_b, C_W; activation; lambda_b, lambda_W;
-      n_nets; n_out: output neurons (>= 2); chunk: networks per compiled batch.
-    Returns: ``(nP, nQ)``, each ``(n_nets, N, N, N, N)`` indexed ``[a0, a1, a2, a3]``.
+    Args:
+      key: PRNG key. x: inputs ``(N, n0)``. n: hidden width. L: depth (>= 2).
+      C_b, C_W, activation, lambda_b, lambda_W: as :func:`pdlt.ntk_statistics`. n_nets: networks.
+      n_out: output neurons (>= 2). chunk: networks per compiled batch.
+    Returns:
+      ``(nP, nQ)``, each ``(n_nets, N, N, N, N)`` indexed ``[a0, a1, a2, a3]``.
     """
     from ._checks import PDLTValueError, nonnegative, positive, positive_int
     from ._ensembles import warn_nonfinite

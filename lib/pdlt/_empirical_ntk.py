@@ -31,8 +31,10 @@ __all__ = ["empirical_ntk", "empirical_ntk_autodiff", "empirical_ntk_forward", "
 def learning_rate_tensor(L: int, lambda_b=1.0, lambda_W=1.0, *, fn: str = "learning_rate_tensor"):
     r"""Per-layer ``(lambda_b, lambda_W)`` as two tuples of length L, validated (>= 0).
 
-    Args: L: depth. lambda_b, lambda_W: scalars or sequences of length L (layer 1..L).
-    Raises: PDLTValueError naming the argument for a negative value or a wrong length.
+    Args:
+      L: depth. lambda_b, lambda_W: scalars or sequences of length L (layer 1..L).
+    Raises:
+      PDLTValueError naming the argument for a negative value or a wrong length.
     """
     return _checks.per_layer_rates(fn, lambda_b, lambda_W, L)
 
@@ -98,7 +100,8 @@ def ntk_forward_step(H, z, W, b, sigma, dsigma, lambda_b, lambda_W):
       H: NTK of layer ell, ``(n_ell, n_ell, N, N)``. z: preactivations of layer ell, ``(N, n_ell)``.
       W, b: weights ``(n_{ell+1}, n_ell)`` and biases of layer ell+1. sigma, dsigma: the activation and its derivative.
       lambda_b, lambda_W: learning rates of layer ell+1.
-    Returns: ``(H_next, z_next)`` with shapes ``(n_{ell+1}, n_{ell+1}, N, N)`` and ``(N, n_{ell+1})``.
+    Returns:
+      ``(H_next, z_next)`` with shapes ``(n_{ell+1}, n_{ell+1}, N, N)`` and ``(N, n_{ell+1})``.
     """
     s, ds = sigma(z), dsigma(z)
     gram = lambda_b + lambda_W * (s @ s.T) / z.shape[1]
@@ -114,8 +117,10 @@ def empirical_ntk_forward(params, x, activation="relu", *, lambda_b=1.0, lambda_
     Same quantity as :func:`empirical_ntk` for the last layer, built layer by layer instead of by a
     backward sweep (cost :math:`O(N^2 n^3)` per layer; meant for the statistics of hidden layers).
 
-    Args: as :func:`empirical_ntk`.
-    Returns: list of L arrays, layer ell's NTK of shape ``(n_ell, n_ell, N, N)``.
+    Args:
+      as :func:`empirical_ntk`.
+    Returns:
+      list of L arrays, layer ell's NTK of shape ``(n_ell, n_ell, N, N)``.
     """
     act = get_activation(activation, "empirical_ntk_forward")
     L = len(params)

@@ -240,9 +240,11 @@ def ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int
     n_{\ell-1}\mathrm{Var}(\hat G^{(\ell)})`, and the output moments follow from
     :math:`E[z^{2m}] = (2m-1)!!E[\hat G^m]` without sampling z.
 
-    Args: as :func:`ensemble_metrics`, plus ``order``: highest raw moment :math:`E[\hat G^m]` (its SE needs
+    Args:
+      as :func:`ensemble_metrics`, plus ``order``: highest raw moment :math:`E[\hat G^m]` (its SE needs
       the 2m-th power sum).
-    Returns: :class:`EnsembleMoments` (numpy float64 arrays).
+    Returns:
+      :class:`EnsembleMoments` (numpy float64 arrays).
     Warns: RuntimeWarning naming float64 if any metric overflows (see :func:`warn_nonfinite`).
     """
     from ._progress import even_chunk, progress_range
@@ -329,7 +331,8 @@ def readout_ensemble(key, x, *, width: int, C_b: float, C_W: float, activation="
     readouts of network ``i`` share its hidden layer (key ``fold_in(key, i)``), so each readout's ensemble
     is exact but the three are correlated.
 
-    Returns: dict readout name -> array ``(n_nets, N)``.
+    Returns:
+      dict readout name -> array ``(n_nets, N)``.
     """
     from ._progress import even_chunk, progress_range
 

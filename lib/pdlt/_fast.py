@@ -63,8 +63,10 @@ def splitmix_normal(key, shape, dtype=jnp.float64):
     :math:`u_2 = l\,2^{-32}` and the pair :math:`\sqrt{-2\ln u_1}(\cos 2\pi u_2, \sin 2\pi u_2)`
     (tails reach 6.7 sigma). Needs ``jax_enable_x64`` (64-bit integers).
 
-    Args: key: a ``jax.random.key``. shape: output shape. dtype: output float dtype.
-    Returns: array of ``shape``.
+    Args:
+      key: a ``jax.random.key``. shape: output shape. dtype: output float dtype.
+    Returns:
+      array of ``shape``.
     """
     m = int(np.prod(shape))
     half = (m + 1) // 2
@@ -156,8 +158,10 @@ def fast_network_metrics(key, index, x, *, widths, C_b, C_W, activation="relu", 
     Same arguments and contract as :func:`pdlt.sample_network_metrics` (network ``index`` uses
     ``fold_in(key, index)``), plus ``rng``, ``dtype`` and ``outputs`` (see the module docstring).
 
-    Returns: ``(Ghat (L, N, N), z (N, n_L))``, or ``Ghat`` alone with ``outputs=False``.
-    Raises: PDLTValueError for bad widths, variances, activation, method or rng.
+    Returns:
+      ``(Ghat (L, N, N), z (N, n_L))``, or ``Ghat`` alone with ``outputs=False``.
+    Raises:
+      PDLTValueError for bad widths, variances, activation, method or rng.
     """
     x, widths, Cb, Cw, act = _prepare("fast_network_metrics", x, widths, C_b, C_W, activation, method, rng, dtype, key)
     return jax.jit(_one, static_argnames=("widths", "C_b", "C_W", "act", "method", "rng", "outputs"))(
@@ -169,13 +173,15 @@ def fast_ensemble_metrics(key, x, *, widths, C_b, C_W, activation="relu", n_nets
                           progress: bool | None = None):
     r"""Per-network conditional metrics of networks ``0..n_nets-1``, sharded over all devices.
 
-    Args: as :func:`pdlt.ensemble_metrics`, plus ``rng`` (``"threefry"`` | ``"splitmix"``), ``dtype``
+    Args:
+      as :func:`pdlt.ensemble_metrics`, plus ``rng`` (``"threefry"`` | ``"splitmix"``), ``dtype``
       (compute dtype, default that of ``x`` in float64 mode), ``outputs`` and ``mesh``
       (:func:`pdlt.ensemble_mesh`; default all devices).
     Returns:
       ``(Ghat, z)`` of shapes ``(n_nets, L, N, N)`` and ``(n_nets, N, n_L)`` (NumPy), or ``Ghat`` alone
       with ``outputs=False``.
-    Raises: PDLTValueError naming the bad argument, before any compute.
+    Raises:
+      PDLTValueError naming the bad argument, before any compute.
     """
     fn = "fast_ensemble_metrics"
     x, widths, Cb, Cw, act = _prepare(fn, x, widths, C_b, C_W, activation, method, rng, dtype, key)
@@ -213,7 +219,8 @@ def fast_ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets
     ``checkpoint_every`` chunks and on interruption; the same call resumes from there and returns
     bitwise the numbers of an uninterrupted run (:func:`pdlt.ensemble_reduce`). The progress bar shows
     networks done, the rate and the time left.
-    Raises: PDLTValueError naming the bad argument, before any compute.
+    Raises:
+      PDLTValueError naming the bad argument, before any compute.
     """
     fn = "fast_ensemble_moments"
     x, widths, Cb, Cw, act = _prepare(fn, x, widths, C_b, C_W, activation, method, rng, dtype, key)

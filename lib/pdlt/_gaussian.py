@@ -53,9 +53,11 @@ def _nodes_np(deg: int):
 def std_normal_nodes(deg: int = DEG1, dtype=None):
     """Nodes ``x`` and weights ``w`` with ``E[f(Z)] ~= sum(w * f(x))`` for ``Z ~ N(0, 1)``.
 
-    Args: deg: number of nodes (even numbers avoid a node at 0), at most 200 (beyond that the
+    Args:
+      deg: number of nodes (even numbers avoid a node at 0), at most 200 (beyond that the
       weights underflow). dtype: result dtype (default: JAX's default float).
-    Returns: two arrays of shape ``(deg,)``.
+    Returns:
+      two arrays of shape ``(deg,)``.
     """
     _checks.positive_int("std_normal_nodes", deg=deg)
     if deg > 200:
@@ -90,7 +92,8 @@ def gaussian_expectation(f, K, *, deg: int = DEG1, rule: str = "hermite"):
         on :math:`[-14\sqrt K, 14\sqrt K]` (56 panels of 24 nodes), accurate to ~1e-14 for smooth f of
         moderate growth at any K, where a fixed-order Gauss-Hermite rule loses digits at large K for
         functions that are not polynomial-like (the criticality root finding uses it).
-    Returns: array of K's shape and dtype.
+    Returns:
+      array of K's shape and dtype.
     """
     _checks.one_of("gaussian_expectation", "rule", rule, RULES)
     if rule == "dense":
@@ -112,7 +115,8 @@ def gaussian_expectation2(f, K, *, deg: int = DEG2):
       f: function of two arrays (elementwise).
       K: covariance of shape ``(..., 2, 2)``, positive semi-definite.
       deg: nodes per axis (the grid has deg**2 points).
-    Returns: array of shape ``K.shape[:-2]``.
+    Returns:
+      array of shape ``K.shape[:-2]``.
     """
     if not _checks._is_traced(K) and jnp.shape(K)[-2:] == (2, 2):
         _checks.kernel("gaussian_expectation2", "K", K)
@@ -143,8 +147,10 @@ def wick_expectation(K, indices) -> float:
     Sums the product of covariances over all perfect pairings of the indices (zero for odd m).
     Pure Python over pairings ((m-1)!! terms): meant for small m.
 
-    Args: K: covariance matrix (array-like, n x n). indices: sequence of integers in [0, n).
-    Returns: float.
+    Args:
+      K: covariance matrix (array-like, n x n). indices: sequence of integers in [0, n).
+    Returns:
+      float.
     """
     K = np.asarray(K, dtype=float)
     idx = list(indices)
@@ -187,7 +193,8 @@ def scale_invariant_kernel(K, a_plus: float, a_minus: float):
     With :math:`\rho = K_{ab}/\sqrt{K_{aa}K_{bb}}`, :math:`s = (a_+ + a_-)/2`, :math:`d = (a_+ - a_-)/2`:
     :math:`\sqrt{K_{aa}K_{bb}}\,[s^2\rho + d^2 \tfrac{2}{\pi}(\sqrt{1-\rho^2} + \rho\arcsin\rho)]`.
 
-    Args: K: kernel matrix ``(..., N, N)``. Returns: array of the same shape.
+    Args:
+      K: kernel matrix ``(..., N, N)``. Returns: array of the same shape.
     """
     rho, s, eye = _offdiag_safe_rho(K)
     sp, dm = 0.5 * (a_plus + a_minus), 0.5 * (a_plus - a_minus)
@@ -331,9 +338,12 @@ def gaussian_expectation_dK(f, K, order: int = 1, *, deg: int = DEG1):
     The second form needs no derivative of ``f`` (valid for ReLU, step, ...). ``m = 1`` gives
     :math:`\langle f\,(z^2-K)\rangle_K/(2K^2)`, the form in the susceptibility :math:`\chi_\parallel`.
 
-    Args: f: elementwise function. K: variance(s) > 0 (any shape). order: m >= 0. deg: nodes.
-    Returns: array of K's shape.
-    Raises: PDLTValueError: K <= 0 or order < 0.
+    Args:
+      f: elementwise function. K: variance(s) > 0 (any shape). order: m >= 0. deg: nodes.
+    Returns:
+      array of K's shape.
+    Raises:
+      PDLTValueError: K <= 0 or order < 0.
     """
     K = jnp.asarray(K, dtype=jnp.result_type(float))
     _checks.positive("gaussian_expectation_dK", K=K)
@@ -362,7 +372,8 @@ def scale_invariant_expectation2(f, K, degree: int, *, deg: int = 48):
     Args:
       f: function of points ``z`` of shape ``(P, 2)`` returning ``(P, ...)``.
       K: covariance ``(2, 2)``. degree: the homogeneity degree k of f. deg: nodes per arc.
-    Returns: array of f's trailing shape.
+    Returns:
+      array of f's trailing shape.
     """
     from jax.scipy.special import gammaln
 
@@ -389,9 +400,11 @@ def gaussian_moment_tensor(g, K, order: int, *, deg: int | None = None):
     Tensor Gauss-Hermite as :func:`gaussian_expectation_n`, contracted point by point with ``einsum`` so
     the (points x N^k) array is never formed (three inputs at 96 nodes per axis fit in memory).
 
-    Args: g: elementwise function. K: ``(N, N)``, N <= 3. order: 1..4. deg: nodes per axis
+    Args:
+      g: elementwise function. K: ``(N, N)``, N <= 3. order: 1..4. deg: nodes per axis
       (default 128, 96, 96 for N = 1, 2, 3).
-    Returns: array of shape ``(N,) * order``.
+    Returns:
+      array of shape ``(N,) * order``.
     """
     K = jnp.asarray(K, dtype=jnp.result_type(float))
     N = K.shape[-1]

@@ -63,8 +63,10 @@ def mi_series_coefficients(n_A: int, n_B: int):
 def mi_series(t, n_A: int = 1, n_B: int = 1, order: int = 3):
     r"""The mutual-information series in :math:`t = V/(nK^2)`, truncated at ``order`` (2 or 3).
 
-    Args: t: scalar or array, t >= 0. n_A, n_B: group sizes. order: 2 (leading) or 3.
-    Returns: array of t's shape (nats).
+    Args:
+      t: scalar or array, t >= 0. n_A, n_B: group sizes. order: 2 (leading) or 3.
+    Returns:
+      array of t's shape (nats).
     """
     _checks.nonnegative("mi_series", t=t)
     _checks.one_of("mi_series", "order", order, (2, 3))
@@ -82,7 +84,8 @@ def optimal_t(n_L: int):
 def optimal_aspect_ratio(nu, n_L: int):
     r"""Optimal aspect ratio :math:`r^\star = 4/((20+3n_L)\nu)` for :math:`t = \nu r` (Appendix A.3).
 
-    Args: nu: the class's slope of :math:`V/(nK^2)` in ``r`` (ReLU 5, K*=0 class 2/3), > 0.
+    Args:
+      nu: the class's slope of :math:`V/(nK^2)` in ``r`` (ReLU 5, K*=0 class 2/3), > 0.
       n_L: number of output neurons split into the two groups.
     """
     _checks.positive("optimal_aspect_ratio", nu=nu)
@@ -106,7 +109,8 @@ def lognormal_scale_law(t: float, deg: int = 80):
     r"""Gauss-Hermite rule for :math:`s = e^{\sigma g - \sigma^2/2}`, :math:`E s = 1`,
     :math:`\mathrm{Var}\,s = t` (:math:`\sigma^2 = \log(1+t)`).
 
-    Returns: ``(log_s, log_w)``, two arrays of shape ``(deg,)``.
+    Returns:
+      ``(log_s, log_w)``, two arrays of shape ``(deg,)``.
     """
     _checks.positive("lognormal_scale_law", t=t)
     _checks.positive_int("lognormal_scale_law", deg=deg)
@@ -133,7 +137,8 @@ def relu_scale_law(n: int, L: int, points: int = 4097):
     The event B = 0 (all neurons off, probability :math:`2^{-n}` per layer) is dropped; use n >= 32.
     Checks: :math:`E s = 1`, :math:`E s^2 = (1+5/n)^{L-1}`.
 
-    Returns: ``(log_s, log_w)`` on a grid of ``points`` nodes (made odd; negligible nodes have weight -inf).
+    Returns:
+      ``(log_s, log_w)`` on a grid of ``points`` nodes (made odd; negligible nodes have weight -inf).
     """
     from scipy.signal import fftconvolve
     from scipy.special import gammaln as sgammaln, logsumexp as slse
@@ -214,9 +219,11 @@ def scale_mixture_kl(log_s, log_w=None, m: int = 1, h: float = H_STEP):
     r"""KL divergence (nats) of the m-dimensional scale mixture :math:`E_s\,\mathcal N(0, sI_m)` from the
     Gaussian with the same covariance.
 
-    Args: log_s, log_w: the law of s as nodes and log-weights, shape ``(M,)`` (``log_w=None``: equal
+    Args:
+      log_s, log_w: the law of s as nodes and log-weights, shape ``(M,)`` (``log_w=None``: equal
       weights, an empirical law); s is rescaled to mean 1. m: dimension. h: step in log u.
-    Returns: scalar.
+    Returns:
+      scalar.
     """
     _checks.positive_int("scale_mixture_kl", m=m)
     _checks.positive("scale_mixture_kl", h=h)
@@ -262,7 +269,8 @@ def mi_coefficients_by_extrapolation(law, ts, n_A: int = 1, n_B: int = 1):
     r"""Read the series coefficients off the exact quadrature MI: fit :math:`I(t)/t^2 = c_2 + c_3 t + c_4 t^2`
     at small ``ts`` (least squares) for the law ``law(t) -> (log_s, log_w)``.
 
-    Returns: ``(c2, c3)`` (floats), to compare with :func:`mi_series_coefficients`.
+    Returns:
+      ``(c2, c3)`` (floats), to compare with :func:`mi_series_coefficients`.
     """
     ts = np.asarray(ts, dtype=float)
     if ts.ndim != 1 or ts.size < 3 or np.any(ts <= 0):
@@ -280,10 +288,13 @@ def ensemble_mi(Ghat, n_A: int = 1, n_B: int = 1, n_groups: int = 20, h: float =
     of the outputs), with a delete-a-group jackknife over ``n_groups`` groups for the bias
     correction and the standard error.
 
-    Args: Ghat: ``(S,)`` per-network output metrics :math:`\hat G^{(L)}` (positive).
+    Args:
+      Ghat: ``(S,)`` per-network output metrics :math:`\hat G^{(L)}` (positive).
       n_A, n_B: group sizes. n_groups: jackknife groups (>= 2, <= S).
-    Returns: ``(I, se)`` in nats (jackknife bias-corrected estimate and its standard error).
-    Raises: PDLTValueError for non-positive metrics or bad sizes.
+    Returns:
+      ``(I, se)`` in nats (jackknife bias-corrected estimate and its standard error).
+    Raises:
+      PDLTValueError for non-positive metrics or bad sizes.
     """
     fn = "ensemble_mi"
     _checks.positive_int(fn, n_A=n_A, n_B=n_B, n_groups=n_groups)

@@ -23,7 +23,8 @@ __all__ = ["input_kernel", "kernel_recursion"]
 def input_kernel(x, *, C_b: float, C_W: float):
     r"""First-layer kernel :math:`K^{(1)} = C_b + C_W\,x x^\top/n_0` (PDLT eq. (4.8)).
 
-    Args: x: inputs of shape ``(N, n0)``. Returns: ``(N, N)``.
+    Args:
+      x: inputs of shape ``(N, n0)``. Returns: ``(N, N)``.
     """
     _checks.finite("input_kernel", x=x)
     x = jnp.asarray(x, dtype=jnp.result_type(float))

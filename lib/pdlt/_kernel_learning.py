@@ -47,7 +47,8 @@ def frozen_ntk_prediction(Theta, z0, y, n_train: int, *, eta: float | None = Non
       z0: initial outputs ``(..., N, n_L)`` (any leading axes, e.g. networks).
       y: targets ``(n_train, n_L)``.
       n_train: number of training inputs; eta, steps: learning rate and steps (both or neither).
-    Returns: outputs ``(..., N, n_L)`` on all inputs (training rows first).
+    Returns:
+      outputs ``(..., N, n_L)`` on all inputs (training rows first).
     """
     fn = "frozen_ntk_prediction"
     TAA, TDA, _ = _split(Theta, n_train, fn)
@@ -69,7 +70,8 @@ def frozen_ntk_prediction(Theta, z0, y, n_train: int, *, eta: float | None = Non
 def trained_ensemble_moments(K, Theta, y, n_train: int):
     r"""Mean :math:`m^\infty` ``(N_D, n_L)`` and covariance :math:`\Sigma^\infty` ``(N_D, N_D)`` of the trained ensemble.
 
-    Args: K, Theta: ``(N, N)`` kernel and frozen NTK of the output layer (train first); y: ``(n_train, n_L)``.
+    Args:
+      K, Theta: ``(N, N)`` kernel and frozen NTK of the output layer (train first); y: ``(n_train, n_L)``.
     """
     fn = "trained_ensemble_moments"
     KAA, KDA, KDD = _split(K, n_train, fn)
@@ -84,7 +86,8 @@ def infinite_width_ensemble(x_train, y_train, x_test, *, C_b, C_W, L: int, activ
                             lambda_b=1.0, lambda_W=1.0):
     r"""m∞, Σ∞ and the output-layer (K, Θ) for a network of depth L from the K and Θ recursions.
 
-    Returns: dict with ``m`` ``(N_D, n_L)``, ``Sigma`` ``(N_D, N_D)``, ``K`` and ``Theta`` ``(N, N)`` (train first).
+    Returns:
+      dict with ``m`` ``(N_D, n_L)``, ``Sigma`` ``(N_D, N_D)``, ``K`` and ``Theta`` ``(N, N)`` (train first).
     """
     x = jnp.concatenate([jnp.asarray(x_train), jnp.asarray(x_test)])
     K, T = ntk_recursion(x, C_b=C_b, C_W=C_W, L=L, activation=activation, lambda_b=lambda_b, lambda_W=lambda_W)
@@ -96,7 +99,8 @@ def bias_variance(m, Sigma, f_test):
     r"""Mean test error of the trained ensemble split as bias² + variance (averaged over test inputs).
 
     :math:`\mathbb E\,\overline{(z_d - f_d)^2} = \overline{(m_d - f_d)^2} + \overline{\Sigma_{dd}}` (per output component).
-    Returns: ``(bias2, variance)``.
+    Returns:
+      ``(bias2, variance)``.
     """
     m, f = jnp.asarray(m), jnp.asarray(f_test)
     return jnp.mean((m - f) ** 2), jnp.mean(jnp.diag(Sigma))
@@ -108,7 +112,8 @@ def synthetic_task(key, *, n_train: int, n_test: int, n0: int, n_out: int = 1):
     The target of output ``i`` is :math:`f_i(x) = \sin(u_i\cdot x/\sqrt{n_0}) + \tfrac12\cos(v_i\cdot x/\sqrt{n_0})`
     with fixed random unit-scale directions :math:`u_i, v_i`.
 
-    Returns: ``(x_train (n_train, n0), y_train (n_train, n_out), x_test (n_test, n0), f_test (n_test, n_out))``.
+    Returns:
+      ``(x_train (n_train, n0), y_train (n_train, n_out), x_test (n_test, n0), f_test (n_test, n_out))``.
     """
     import jax
 

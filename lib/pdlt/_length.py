@@ -62,8 +62,10 @@ def jacobian_norm_moments(n0: int, widths, *, C_W=2.0, C_out=1.0):
     Args:
       n0: input dimension. widths: ``(n_1, ..., n_L)``: ``L-1`` hidden ReLU layers and the readout width.
       C_W: hidden weight variance times fan-in (criticality: 2). C_out: readout variance times fan-in.
-    Returns: ``(m1, m2, m4)`` as floats.
-    Raises: PDLTValueError on bad arguments.
+    Returns:
+      ``(m1, m2, m4)`` as floats.
+    Raises:
+      PDLTValueError on bad arguments.
     """
     from scipy.stats import binom
 
@@ -94,7 +96,8 @@ def jacobian_log_norm_moments(n0: int, widths, *, C_W=2.0, C_out=1.0):
     hidden layer adds :math:`5/n_\ell + O(n_\ell^{-2})` to the variance: :math:`1/n` from the number of
     active units and :math:`4/n` from the :math:`\chi^2` of the active ones.
 
-    Returns: ``(mean, var)``.
+    Returns:
+      ``(mean, var)``.
     """
     from scipy.special import digamma, polygamma
     from scipy.stats import binom
@@ -120,7 +123,8 @@ def jacobian_log_norm_moments(n0: int, widths, *, C_W=2.0, C_out=1.0):
 def sample_jacobian_norm_law(key, n0: int, widths, n_samples: int, *, C_W=2.0, C_out=1.0):
     r"""Samples of :math:`\lVert Ju\rVert^2` drawn directly from the product law (no network).
 
-    Returns: array ``(n_samples,)``.
+    Returns:
+      array ``(n_samples,)``.
     """
     fn = "sample_jacobian_norm_law"
     widths = _layer_specs(fn, n0, widths, C_W, C_out)
@@ -165,7 +169,8 @@ def curve_speeds(params, x, dx, activation="relu"):
     Args:
       params: MLP parameters from :func:`pdlt.init_mlp`. x, dx: points and velocities ``(P, n0)``.
       activation: registry name.
-    Returns: ``(L, P)``; row ``ell-1`` is layer ``ell`` and the last row the network output. The
+    Returns:
+      ``(L, P)``; row ``ell-1`` is layer ``ell`` and the last row the network output. The
       length of the image curve at layer ``ell`` is approximated by ``sum(speeds[ell-1]) * dt``.
     """
     def one(xi, vi):
@@ -190,9 +195,11 @@ def length_distortion_ensemble(key, x, dx, *, widths, C_W=2.0, C_out=1.0, n_nets
     Args:
       key: PRNG key. x, dx: curve points and velocities ``(P, n0)``. widths: ``(n_1..n_L)``.
       C_W, C_out: hidden and readout variances times fan-in. n_nets, chunk: ensemble size and vmap chunk.
-    Returns: array ``(n_nets, L, 4)``: columns ``mean(v)``, ``mean(v^2)``, ``mean(v^4)`` and
+    Returns:
+      array ``(n_nets, L, 4)``: columns ``mean(v)``, ``mean(v^2)``, ``mean(v^4)`` and
       :math:`\ln v^2` at the first curve point, per layer.
-    Raises: PDLTValueError on bad arguments.
+    Raises:
+      PDLTValueError on bad arguments.
     """
     from ._progress import even_chunk, progress_range
 

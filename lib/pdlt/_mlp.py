@@ -46,7 +46,8 @@ def init_mlp(key, n0: int, widths, *, C_b=0.0, C_W=1.0, dtype=None):
       widths: ``(n_1, ..., n_L)``; the last entry is the output width.
       C_b, C_W: scalars, or sequences of length L (one per layer ell = 1..L); traced scalars are
         accepted inside ``jit`` (unchecked).
-    Returns: tuple of L pairs ``(W, b)``; ``W^{(ell)}`` has shape ``(n_ell, n_{ell-1})``.
+    Returns:
+      tuple of L pairs ``(W, b)``; ``W^{(ell)}`` has shape ``(n_ell, n_{ell-1})``.
     """
     fn = "init_mlp"
     _checks.positive_int(fn, n0=n0)
@@ -70,7 +71,8 @@ def init_mlp(key, n0: int, widths, *, C_b=0.0, C_W=1.0, dtype=None):
 def mlp_preactivations(params, x, activation="relu"):
     """All preactivations ``z^(1)..z^(L)`` of one network for inputs ``x`` of shape ``(N, n0)``.
 
-    Returns: list of L arrays, ``z^(ell)`` of shape ``(N, n_ell)``.
+    Returns:
+      list of L arrays, ``z^(ell)`` of shape ``(N, n_ell)``.
     """
     return forward_pass(params, x, get_activation(activation, "mlp_preactivations").sigma)
 
@@ -82,9 +84,11 @@ def forward_pass(params, x, sigma, *, xi=None, gamma=None):
     (``xi`` None: the plain MLP), or :math:`z^{(\ell+1)} = \xi z^{(\ell)} + \gamma[b^{(\ell+1)} + W^{(\ell+1)}\sigma(z^{(\ell)})]`
     (the residual MLP of PDLT Appendix B).
 
-    Args: params: sequence of L pairs ``(W, b)``; x: ``(N, n0)``; sigma: the activation function;
+    Args:
+      params: sequence of L pairs ``(W, b)``; x: ``(N, n0)``; sigma: the activation function;
       xi, gamma: skip and branch multipliers (both or neither).
-    Returns: list of L arrays ``(N, n_ell)``.
+    Returns:
+      list of L arrays ``(N, n_ell)``.
     """
     W, b = params[0]
     z = x @ W.T + b

@@ -26,7 +26,8 @@ def micro_batched(n: int, micro: bool = True) -> bool:
 def network_map(one, idx, *, micro: bool = True):
     """``jax.vmap(one)(idx)``, computed in micro-batches of ``CPU_MICRO_BATCH`` on the CPU backend.
 
-    Args: one: function of one network index (returns a pytree). idx: 1-d array of indices.
+    Args:
+      one: function of one network index (returns a pytree). idx: 1-d array of indices.
       micro: False forces a plain vmap (e.g. when ``idx`` is sharded over several devices).
     """
     n = idx.shape[0]

@@ -189,7 +189,8 @@ def ntk_fluctuation_estimates(samples: dict) -> dict:
     :math:`D = n\,\mathrm{Cov}(\mu,\hat G)`, :math:`B = n\,E[b_2]`, :math:`F = n\,E[f_2]`; variances use the
     fourth-moment SE (:func:`pdlt.variance_and_se`).
 
-    Returns: dict ``name -> (estimate, se)``, each an array of shape ``(L,)``.
+    Returns:
+      dict ``name -> (estimate, se)``, each an array of shape ``(L,)``.
     """
     n = samples["n"]
     mu, G = samples["mu"], samples["G"]
@@ -206,8 +207,10 @@ def relative_ntk_variance_estimate(samples: dict):
     Given layer :math:`\ell-1`, :math:`\hat H_{ii}` is :math:`\mu` plus a Gaussian quadratic form of variance
     :math:`2c^2\mathrm{tr}M^2 = 2b_2`, so :math:`\mathrm{Var}(\hat H_{ii}) = E[(\mu-E\mu)^2 + 2b_2] = (A+2B)/n`.
 
-    Args: samples: output of :func:`ntk_conditional_samples`.
-    Returns: ``(estimate, se)``, arrays of shape ``(L,)``.
+    Args:
+      samples: output of :func:`ntk_conditional_samples`.
+    Returns:
+      ``(estimate, se)``, arrays of shape ``(L,)``.
     """
     mu, b2 = samples["mu"], samples["b2"]
     S = mu.shape[0]
@@ -306,7 +309,8 @@ def ntk_statistics_estimates(samples: dict) -> dict:
     :math:`V = n\,\mathrm{Cov}(\hat G,\hat G)`, :math:`D = n\,\mathrm{Cov}(\mu,\hat G)`, :math:`A = n\,\mathrm{Cov}(\mu,\mu)`,
     :math:`F = n\,E[f]`, :math:`B = n\,E[b]` (index conventions of :class:`pdlt.NTKStatistics`).
 
-    Returns: dict ``name -> (estimate, se)``; shapes ``(L, N, N)`` and ``(L, N, N, N, N)``.
+    Returns:
+      dict ``name -> (estimate, se)``; shapes ``(L, N, N)`` and ``(L, N, N, N, N)``.
     """
     n = samples["n"]
     mu, G = samples["mu"], samples["G"]

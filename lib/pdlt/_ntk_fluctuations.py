@@ -177,8 +177,10 @@ def relu_ntk_fluctuations_exact(x, *, n: int, L: int, lambda_b=1.0, lambda_W=1.0
     :math:`\ell = 2..L-1`, and otherwise exact up to terms of order :math:`L\,2^{-n}` (at n = 1, L = 4,
     :math:`\lambda_b = \lambda_W = 1`: 4 here against :math:`E[\hat H] \approx 2.75` in ensembles).
 
-    Args: x: one input ``(n0,)``. n: hidden width (>= 1). L: depth. lambda_b, lambda_W: as above.
-    Returns: :class:`NTKStats` (shape ``(L,)`` each; ``K`` holds the exact G).
+    Args:
+      x: one input ``(n0,)``. n: hidden width (>= 1). L: depth. lambda_b, lambda_W: as above.
+    Returns:
+      :class:`NTKStats` (shape ``(L,)`` each; ``K`` holds the exact G).
     """
     fn = "relu_ntk_fluctuations_exact"
     _checks.positive_int(fn, n=n)
@@ -233,8 +235,10 @@ def scale_invariant_ntk_closed_form(ell, *, K, activation="relu", lambda_b=1.0, 
 
     obtained by summing the recursions of :func:`ntk_fluctuations` (χ = 1, h = 0 for this class).
 
-    Args: ell: layer index or array of them (>= 1). K: the (preserved) kernel. lambda_b, lambda_W: scalars.
-    Returns: dict with ``H, F, B, D, A`` arrays of ``ell``'s shape.
+    Args:
+      ell: layer index or array of them (>= 1). K: the (preserved) kernel. lambda_b, lambda_W: scalars.
+    Returns:
+      dict with ``H, F, B, D, A`` arrays of ``ell``'s shape.
     """
     theta, rho, kappa, nu = _si_constants(activation, K, lambda_b, lambda_W, "scale_invariant_ntk_closed_form")
     l = jnp.asarray(ell, dtype=jnp.result_type(float))
@@ -261,8 +265,10 @@ def scale_invariant_mean_ntk(ell, *, C_W, g0=1.0, activation="relu", lambda_b=1.
 
     exponential in depth off criticality (exploding for :math:`\chi>1`, vanishing early-layer shares for :math:`\chi<1`).
 
-    Args: ell: layer index or array (>= 1). C_W: > 0. g0: :math:`|x|^2/n_0` (>= 0). lambda_b, lambda_W: scalars >= 0.
-    Returns: array of ``ell``'s shape.
+    Args:
+      ell: layer index or array (>= 1). C_W: > 0. g0: :math:`|x|^2/n_0` (>= 0). lambda_b, lambda_W: scalars >= 0.
+    Returns:
+      array of ``ell``'s shape.
     """
     fn = "scale_invariant_mean_ntk"
     act = get_activation(activation, fn)
@@ -335,7 +341,8 @@ def ntk_critical_init(activation) -> tuple[float, float]:
     scale-invariant :math:`(0, 1/A_2)` (ReLU: (0, 2)); K*=0 :math:`(0, 1/\sigma_1^2)` (tanh, sin: (0, 1)).
     The values are those of :func:`pdlt.critical_point`.
 
-    Raises: PDLTValueError for other classes.
+    Raises:
+      PDLTValueError for other classes.
     """
     act = get_activation(activation, "ntk_critical_init")
     if not act.scale_invariant:
@@ -352,9 +359,12 @@ def equivalent_learning_rates(L: int, activation="relu", *, lambda_b_tilde=1.0, 
     * K*=0 class: :math:`\lambda_b^{(\ell)} = \tilde\lambda_b\,\ell^{-p_\perp}L^{p_\perp-1}`,
       :math:`\lambda_W^{(\ell)} = \tilde\lambda_W(L/\ell)^{p_\perp-1}`, so that :math:`\Theta^{(L)}\to\tilde\lambda_b + \tilde\lambda_W\sigma_1^2/(-a_1)`.
 
-    Args: L: depth. activation: registry name. lambda_b_tilde, lambda_W_tilde: >= 0.
-    Returns: ``(lambda_b, lambda_W)``, two tuples of L floats (layer 1..L).
-    Raises: PDLTValueError for a bad depth, negative rates, or an activation outside these two classes.
+    Args:
+      L: depth. activation: registry name. lambda_b_tilde, lambda_W_tilde: >= 0.
+    Returns:
+      ``(lambda_b, lambda_W)``, two tuples of L floats (layer 1..L).
+    Raises:
+      PDLTValueError for a bad depth, negative rates, or an activation outside these two classes.
     """
     fn = "equivalent_learning_rates"
     _checks.positive_int(fn, L=L)

@@ -72,7 +72,8 @@ def parametrization(name: str, *, n0: int, n: int, n_out: int = 1, hidden: int =
       base_width: the width at which every parametrization equals SP.
       C_W: weight variance constant. residual: residual stream (forced True for depth-muP).
       alpha: branch exponent, multiplier ``hidden**-alpha`` (default 1/2 for depth-muP, 0 otherwise).
-    Raises: PDLTValueError on an unknown name or a bad value.
+    Raises:
+      PDLTValueError on an unknown name or a bad value.
     """
     fn = "parametrization"
     _checks.one_of(fn, "name", name, PARAMETRIZATIONS)
@@ -108,7 +109,8 @@ def init_params(key, p: Parametrization, dtype=None):
 def forward(params, x, p: Parametrization, activation="relu"):
     r"""Hidden preactivations and output. Args: x ``(B, n0)``.
 
-    Returns: ``(hs, f)``: hs ``(H + 1, B, n)`` (h^(1) .. h^(H+1)), f ``(B, n_out)``.
+    Returns:
+      ``(hs, f)``: hs ``(H + 1, B, n)`` (h^(1) .. h^(H+1)), f ``(B, n_out)``.
     """
     sigma = get_activation(activation, "forward").sigma
     h0 = x @ params[0].T
@@ -150,9 +152,11 @@ def feature_change(key, p: Parametrization, x, y, *, eta: float, activation="rel
     :math:`\Delta_\ell = \big[\tfrac{1}{Bn}\sum (h^{(\ell)}_{\rm after} - h^{(\ell)}_{\rm before})^2\big]^{1/2}`
     on the training batch.
 
-    Args: key: initializations ``fold_in(key, s)``, s < n_seeds; p; x ``(B, n0)``; y ``(B, n_out)``;
+    Args:
+      key: initializations ``fold_in(key, s)``, s < n_seeds; p; x ``(B, n0)``; y ``(B, n_out)``;
       eta > 0; activation; steps >= 1.
-    Returns: array ``(n_seeds, H + 3)``: the H+1 hidden layers, the increment
+    Returns:
+      array ``(n_seeds, H + 3)``: the H+1 hidden layers, the increment
       :math:`h^{(H+1)} - h^{(1)}` (what the blocks add), then the output.
     """
     fn = "feature_change"
@@ -189,7 +193,8 @@ def _feature_change(key, seeds, skel, coef, x, y, eta, activation, steps):
 def train_losses(key, p: Parametrization, x, y, *, etas, steps: int, activation="relu"):
     """Full-batch SGD from one initialization for each learning rate in ``etas``; training loss per step.
 
-    Returns: array ``(len(etas), steps + 1)`` (entry 0 is the initial loss); a diverged run gives inf/nan.
+    Returns:
+      array ``(len(etas), steps + 1)`` (entry 0 is the initial loss); a diverged run gives inf/nan.
     """
     fn = "train_losses"
     if not isinstance(p, Parametrization):

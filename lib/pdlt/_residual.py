@@ -83,7 +83,8 @@ def sigma_moments(activation, K):
     :math:`m = \langle\sigma^2\rangle_K`, :math:`d = \partial_K\langle\sigma^2\rangle_K
     = \langle\sigma^2(z^2-K)\rangle_K/(2K^2)`, :math:`c_2 = \langle\sigma^4\rangle_K - m^2`.
 
-    Args: activation: registry name. K > 0 (scalar). Returns: ``(m, d, c2)`` as floats.
+    Args:
+      activation: registry name. K > 0 (scalar). Returns: ``(m, d, c2)`` as floats.
     """
     act = get_activation(activation, "sigma_moments")
     m2, m4, d2 = _moments(act, float(K))
@@ -103,9 +104,11 @@ def residual_chi(K, *, xi, gamma, C_W, activation):
 def residual_kernel_recursion(K1, *, xi, gamma, C_b, C_W, L: int, activation="tanh"):
     r""":math:`K^{(\ell+1)} = \xi^2K^{(\ell)} + \gamma^2(C_b + C_W\langle\sigma\sigma\rangle_{K^{(\ell)}})`.
 
-    Args: K1: first-layer kernel, scalar or ``(N, N)``. xi, gamma: skip and branch strengths.
+    Args:
+      K1: first-layer kernel, scalar or ``(N, N)``. xi, gamma: skip and branch strengths.
       C_b, C_W: scalars. L: depth. activation: registry name.
-    Returns: ``(L,) + K1.shape``; entry ``ell-1`` is layer ``ell``.
+    Returns:
+      ``(L,) + K1.shape``; entry ``ell-1`` is layer ``ell``.
     """
     fn = "residual_kernel_recursion"
     _validate_branch(fn, xi, gamma)
@@ -159,7 +162,8 @@ def residual_vertex_recursion(K1, *, xi, gamma, C_b, C_W, L: int, activation="ta
     :math:`V = 2K^2M_{22}`. Odd and even Hermite modes are both kept, so ReLU is covered.
     (Derived here; checked against Monte Carlo in the tests and in the Appendix B chapter.)
 
-    Returns: ``(K, V)``, each of shape ``(L,)``.
+    Returns:
+      ``(K, V)``, each of shape ``(L,)``.
     """
     fn = "residual_vertex_recursion"
     _validate_branch(fn, xi, gamma)
@@ -249,7 +253,8 @@ def residual_nu(gamma, *, activation, xi=None, closure: str = "full"):
     ``closure="full"`` (the valid one when :math:`\xi\neq0`) is evaluated numerically as the
     per-layer increment of :math:`V/K^2` from :func:`residual_vertex_recursion` deep in the linear regime.
     ``xi=None`` puts the network on the critical line :math:`\xi^2 = 1-\gamma^2`.
-    Returns: a float (scalar ``gamma``).
+    Returns:
+      a float (scalar ``gamma``).
     """
     fn = "residual_nu"
     act = get_activation(activation, fn)
@@ -289,7 +294,8 @@ def residual_ntk_recursion(x, *, xi, gamma, C_b, C_W, L: int, activation="tanh",
     :math:`H^{(\ell+1)} = \xi^2H + \gamma^2 C_W\langle\sigma'\sigma'\rangle_K\odot H + \gamma^2(\lambda_b + \lambda_W\langle\sigma\sigma\rangle_K)`
     (learning rates :math:`\lambda_b` and :math:`\lambda_W/n` per parameter, in every layer).
 
-    Args: x: inputs ``(N, n0)``. Returns: ``(K, H)``, each ``(L, N, N)``.
+    Args:
+      x: inputs ``(N, n0)``. Returns: ``(K, H)``, each ``(L, N, N)``.
     """
     fn = "residual_ntk_recursion"
     _validate_branch(fn, xi, gamma)
@@ -383,12 +389,15 @@ def residual_ensemble(key, x, *, n: int, L: int, xi, gamma, C_b, C_W, activation
     :math:`P = \frac1n\sum_i m_i`, :math:`Q = \frac{1}{n(n-1)}\sum_{i\neq j}m_im_j` (conditional
     independence of the neurons of a layer): Rao-Blackwellised estimators of K and V.
 
-    Args: key: ensemble key (network i uses ``fold_in(key, i)``). x: one input ``(n0,)``.
+    Args:
+      key: ensemble key (network i uses ``fold_in(key, i)``). x: one input ``(n0,)``.
       n: width of every layer (>= 2). L: depth. xi, gamma: skip and branch strengths.
       C_b, C_W: scalars. activation: registry name. n_nets: networks.
       method: ``"conditional"`` (exact chain, O(n) per layer) or ``"explicit"`` (real weights).
-    Returns: ``(P, Q, z)`` with shapes ``(n_nets, L)``, ``(n_nets, L)``, ``(n_nets, n)``.
-    Raises: PDLTValueError on bad arguments (before any compute).
+    Returns:
+      ``(P, Q, z)`` with shapes ``(n_nets, L)``, ``(n_nets, L)``, ``(n_nets, n)``.
+    Raises:
+      PDLTValueError on bad arguments (before any compute).
     """
     from ._progress import even_chunk, progress_range
 
@@ -416,9 +425,11 @@ def residual_ensemble(key, x, *, n: int, L: int, xi, gamma, C_b, C_W, activation
 def vertex_from_pairs(P, Q, n: int):
     r"""Estimate :math:`V/K^2 = n\,(E[Q]/E[P]^2 - 1)` and its delta-method standard error.
 
-    Args: P, Q: ``(S,)`` or ``(S, L)`` per-network statistics from :func:`residual_ensemble` (or, for
+    Args:
+      P, Q: ``(S,)`` or ``(S, L)`` per-network statistics from :func:`residual_ensemble` (or, for
       a plain MLP, ``P = Ghat``, ``Q = Ghat^2``). n: the width.
-    Returns: ``(estimate, se)`` of shape ``P.shape[1:]``.
+    Returns:
+      ``(estimate, se)`` of shape ``P.shape[1:]``.
     """
     P, Q = jnp.asarray(P), jnp.asarray(Q)
     S = P.shape[0]

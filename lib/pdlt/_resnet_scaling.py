@@ -83,8 +83,10 @@ def resnet_kernel_recursion(K0, *, L: int, alpha: float = 0.5, C_W: float = 1.0,
       K0: kernel of ``y^(0)``: a scalar or an ``(N, N)`` matrix.
       L: number of residual blocks; alpha: branch exponent (multiplier ``L**-alpha``).
       C_W, C_b: branch weight and bias variances. activation: registry name. skip: :math:`\xi`.
-    Returns: array of shape ``(L + 1,) + K0.shape``; entry ``ell`` is :math:`K^{(\ell)}` (entry 0 is K0).
-    Raises: PDLTValueError on a bad argument.
+    Returns:
+      array of shape ``(L + 1,) + K0.shape``; entry ``ell`` is :math:`K^{(\ell)}` (entry 0 is K0).
+    Raises:
+      PDLTValueError on a bad argument.
     """
     act = _validate("resnet_kernel_recursion", L, alpha, C_W, C_b, activation, skip)
     K0 = jnp.asarray(K0, dtype=jnp.result_type(float))
@@ -105,7 +107,8 @@ def resnet_kernel_ode(K0, *, t_grid, C_W: float = 1.0, C_b: float = 0.0, activat
     Args:
       K0: scalar or ``(N, N)`` kernel at t = 0. t_grid: increasing times >= 0 (shape ``(T,)``).
       substeps: RK4 steps between consecutive grid times (and from 0 to the first).
-    Returns: array ``(T,) + K0.shape`` with :math:`K(t)` on the grid.
+    Returns:
+      array ``(T,) + K0.shape`` with :math:`K(t)` on the grid.
     """
     fn = "resnet_kernel_ode"
     act = _validate(fn, 1, 0.0, C_W, C_b, activation, 1.0)
@@ -173,8 +176,10 @@ def resnet_ensemble(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 
       key: PRNG key. x: inputs ``(N, n0)``; ``y^(0)`` has kernel ``input_kernel(x, C_b0, C_W0)``.
       n: width; L: blocks; alpha: branch exponent; C_W, C_b: branch variances; activation; skip: xi.
       n_nets: ensemble size; chunk: networks per vmapped batch.
-    Returns: array ``(n_nets, L + 1, N, N)``; ``[:, ell]`` is :math:`Q^{(\ell)}`.
-    Raises: PDLTValueError on a bad argument (before any compute).
+    Returns:
+      array ``(n_nets, L + 1, N, N)``; ``[:, ell]`` is :math:`Q^{(\ell)}`.
+    Raises:
+      PDLTValueError on a bad argument (before any compute).
     """
     from ._progress import even_chunk, progress_range
 
@@ -196,8 +201,10 @@ def resnet_explicit(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 
                     activation="relu", skip: float = 1.0, C_W0: float = 1.0, C_b0: float = 0.0):
     r"""One residual network with every weight sampled; returns the stream :math:`y^{(0..L)}`.
 
-    Args: as :func:`resnet_ensemble` (one network drawn from ``key``).
-    Returns: array ``(L + 1, N, n)``; entry ``ell`` is :math:`y^{(\ell)}` for the N inputs.
+    Args:
+      as :func:`resnet_ensemble` (one network drawn from ``key``).
+    Returns:
+      array ``(L + 1, N, n)``; entry ``ell`` is :math:`y^{(\ell)}` for the N inputs.
     """
     fn = "resnet_explicit"
     act = _validate(fn, L, alpha, C_W, C_b, activation, skip)
@@ -250,10 +257,13 @@ def resnet_fluctuation(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.
     Unlike :func:`residual_vertex_closure`, this keeps the full function-valued correlation between
     coordinates, which a nonlinear residual stream carries. O(L^2) terms, numpy.
 
-    Args: K0 > 0: variance of ``y^(0)``; L, alpha, C_W, C_b: as :func:`resnet_kernel_recursion`;
+    Args:
+      K0 > 0: variance of ``y^(0)``; L, alpha, C_W, C_b: as :func:`resnet_kernel_recursion`;
       activation: a scale-invariant registry name (linear, relu, leaky_relu).
-    Returns: ``(nvar, K_L)``: :math:`n\mathrm{Var}[Q^{(L)}]/K^{(L)2}` at leading order, and :math:`K^{(L)}`.
-    Raises: PDLTValueError for a bad argument or a non-scale-invariant activation.
+    Returns:
+      ``(nvar, K_L)``: :math:`n\mathrm{Var}[Q^{(L)}]/K^{(L)2}` at leading order, and :math:`K^{(L)}`.
+    Raises:
+      PDLTValueError for a bad argument or a non-scale-invariant activation.
     """
     fn = "resnet_fluctuation"
     act = _validate(fn, L, alpha, C_W, C_b, activation, 1.0)
@@ -298,7 +308,8 @@ def residual_vertex_closure(K0: float, *, L: int, alpha: float = 0.5, C_W: float
     the MLP (``skip = 0``: the book's V recursion, PDLT §4.3/§5, numbering unverified) and for linear
     residual nets, but *not* for nonlinear residual streams; see :func:`resnet_fluctuation`.
 
-    Returns: ``(nvar, K_L)`` with :math:`n\mathrm{Var}[Q^{(L)}]/K^{(L)2} = (2K^2 + V)/K^2` at leading order.
+    Returns:
+      ``(nvar, K_L)`` with :math:`n\mathrm{Var}[Q^{(L)}]/K^{(L)2} = (2K^2 + V)/K^2` at leading order.
     """
     fn = "residual_vertex_closure"
     _validate(fn, L, alpha, C_W, C_b, activation, skip)
@@ -323,8 +334,10 @@ def linear_resnet_log_norm(n: int, L: int, *, alpha: float = 0.5, C_W: float = 1
 
     Also returns the exact :math:`E[Q^{(L)}/Q^{(0)}] = (1 + C_W L^{-2\alpha})^L`.
 
-    Args: n >= 2 width; L blocks; alpha; C_W; deg: nodes per axis.
-    Returns: ``(mean, var, mean_ratio)`` floats.
+    Args:
+      n >= 2 width; L blocks; alpha; C_W; deg: nodes per axis.
+    Returns:
+      ``(mean, var, mean_ratio)`` floats.
     """
     fn = "linear_resnet_log_norm"
     _checks.positive_int(fn, n=n, L=L, deg=deg)

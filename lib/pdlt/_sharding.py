@@ -243,7 +243,8 @@ def ensemble_reduce(fn, key, n_nets: int, operands=(), *, static=(), chunk: int 
     fingerprint of the function, key, sizes, inputs and arguments, and a checkpoint of another
     computation is refused; it is removed when the ensemble is complete.
 
-    Args: as :func:`ensemble_map`, plus ``cross``, ``checkpoint``, ``checkpoint_every``.
+    Args:
+      as :func:`ensemble_map`, plus ``cross``, ``checkpoint``, ``checkpoint_every``.
     Returns:
       ``dict(n=n_nets, shift=..., sums=..., cross=...)``; turn it into moments with
       :func:`moments_from_sums`.
@@ -313,7 +314,8 @@ def moments_from_sums(n, shift, sums):
     The SEs are :math:`\sqrt{m_2 n/(n-1)/n}` for the mean and :math:`\sqrt{(m_4-m_2^2)/n}` for the
     variance (the delta-method rule of :func:`pdlt.variance_and_se`).
 
-    Returns: ``dict(mean, mean_se, var, var_se)`` of NumPy arrays.
+    Returns:
+      ``dict(mean, mean_se, var, var_se)`` of NumPy arrays.
     """
     mu1, mu2, mu3, mu4 = (np.asarray(sums[k], dtype=np.float64) / n for k in ("S1", "S2", "S3", "S4"))
     m2 = np.maximum(mu2 - mu1**2, 0.0)

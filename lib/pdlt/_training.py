@@ -46,7 +46,8 @@ def gd_step(params, x, y, *, eta: float, activation="relu", lambda_b=1.0, lambda
     Args:
       params: tuple of L pairs ``(W, b)``. x: ``(N, n0)``. y: ``(N, n_L)``.
       eta: global learning rate. lambda_b, lambda_W: scalars or per-layer sequences of length L.
-    Returns: the updated params (same structure).
+    Returns:
+      the updated params (same structure).
     """
     lb, lw = learning_rate_tensor(len(params), lambda_b, lambda_W, fn="gd_step")
     grads = jax.grad(mse_loss)(params, x, y, activation)
@@ -58,8 +59,10 @@ def init_ensemble(key, n0: int, widths, *, C_b=0.0, C_W=1.0, n_nets: int, start:
 
     Network ``i`` is :func:`pdlt.init_mlp` with key ``fold_in(key, i)``.
 
-    Returns: tuple of L pairs ``(W, b)`` with shapes ``(n_nets, n_ell, n_{ell-1})`` and ``(n_nets, n_ell)``.
-    Raises: PDLTValueError for a bad width, variance or ensemble size.
+    Returns:
+      tuple of L pairs ``(W, b)`` with shapes ``(n_nets, n_ell, n_{ell-1})`` and ``(n_nets, n_ell)``.
+    Raises:
+      PDLTValueError for a bad width, variance or ensemble size.
     """
     fn = "init_ensemble"
     _checks.positive_int(fn, n0=n0, n_nets=n_nets)
@@ -105,7 +108,8 @@ def train_ensemble(params, x, y, *, eta: float, steps: int, activation="relu", l
       lambda_b, lambda_W: the learning-rate tensor, scalars or per-layer sequences of length L.
     Returns:
       ``(params_T, losses)``: trained stacked parameters and the loss before each step, ``(n_nets, steps)``.
-    Raises: PDLTValueError for a non-positive ``eta``, ``steps`` < 1, a wrong-length rate list or a bad activation.
+    Raises:
+      PDLTValueError for a non-positive ``eta``, ``steps`` < 1, a wrong-length rate list or a bad activation.
     """
     fn = "train_ensemble"
     _checks.positive(fn, eta=eta)
@@ -134,8 +138,10 @@ def _stacked_ntk(params, x, activation, lb, lw):
 def ntk_change(H0, HT):
     r"""Relative change of the NTK, :math:`\|\hat H_T - \hat H_0\|_F / \|\hat H_0\|_F`, per network.
 
-    Args: H0, HT: NTKs with a leading network axis (any trailing shape).
-    Returns: ``(n_nets,)``.
+    Args:
+      H0, HT: NTKs with a leading network axis (any trailing shape).
+    Returns:
+      ``(n_nets,)``.
     """
     ax = tuple(range(1, jnp.ndim(H0)))
     return jnp.sqrt(jnp.sum((HT - H0) ** 2, axis=ax) / jnp.sum(H0**2, axis=ax))
@@ -150,7 +156,8 @@ def trained_ensemble_run(key, x_train, y_train, x_eval, *, widths, C_b, C_W, act
       x_train, y_train: ``(N_A, n0)``, ``(N_A, n_L)``; x_eval: ``(N, n0)`` inputs where outputs/NTKs are recorded.
       widths: ``(n_1, ..., n_L)``; C_b, C_W, activation: initialization; eta, steps, lambda_b, lambda_W: training.
       ntk: also record the empirical NTK on ``x_eval`` before and after training.
-    Returns: dict with ``z0``, ``zT`` ``(n_nets, N, n_L)``, ``loss0``, ``lossT`` ``(n_nets,)`` and, with ``ntk``,
+    Returns:
+      dict with ``z0``, ``zT`` ``(n_nets, N, n_L)``, ``loss0``, ``lossT`` ``(n_nets,)`` and, with ``ntk``,
       ``H0``, ``HT`` ``(n_nets, n_L, n_L, N, N)``.
     """
     x_train = jnp.asarray(x_train)

@@ -181,8 +181,10 @@ def vertex_recursion_multi(K1, *, C_b: float, C_W: float, L: int, activation="re
     averages are exact (polar quadrature) for scale-invariant activations with N <= 2 and by
     tensor Gauss-Hermite otherwise.
 
-    Args: K1: ``(N, N)`` first-layer kernel (N <= 3). Others as :func:`vertex_recursion`.
-    Returns: :class:`VertexFlow` with K ``(L, N, N)``, V ``(L, N, N, N, N)``, G1 ``(L, N, N)``.
+    Args:
+      K1: ``(N, N)`` first-layer kernel (N <= 3). Others as :func:`vertex_recursion`.
+    Returns:
+      :class:`VertexFlow` with K ``(L, N, N)``, V ``(L, N, N, N, N)``, G1 ``(L, N, N)``.
     """
     fn = "vertex_recursion_multi"
     act = get_activation(activation, fn)
@@ -226,7 +228,8 @@ def _multi_step(name, C_b, C_W):
 def kernel_angle(K):
     r"""The angle :math:`\psi` between two inputs, :math:`\cos\psi = K_{12}/\sqrt{K_{11}K_{22}}` (PDLT §5.5).
 
-    Args: K: ``(..., 2, 2)``. Returns: ``(...)`` angles in [0, pi].
+    Args:
+      K: ``(..., 2, 2)``. Returns: ``(...)`` angles in [0, pi].
     """
     K = jnp.asarray(K)
     c = K[..., 0, 1] / jnp.sqrt(K[..., 0, 0] * K[..., 1, 1])
@@ -272,8 +275,10 @@ def exact_metric_moments(K1, *, C_W: float, widths, activation="relu", order: in
       C_W: weight variance of layers 2..L.
       widths: ``(n_1, ..., n_L)`` (layer ell+1 uses n_ell; n_L is not used).
       activation: a scale-invariant registry name. order: highest moment.
-    Returns: numpy array ``(L, order)``; entry ``[ell-1, m-1]`` is :math:`E[(\hat G^{(\ell)})^m]`.
-    Raises: PDLTValueError: non-scale-invariant activation or bad arguments.
+    Returns:
+      numpy array ``(L, order)``; entry ``[ell-1, m-1]`` is :math:`E[(\hat G^{(\ell)})^m]`.
+    Raises:
+      PDLTValueError: non-scale-invariant activation or bad arguments.
     """
     fn = "exact_metric_moments"
     act = get_activation(activation, fn)
@@ -300,7 +305,8 @@ def exact_vertex(K1, *, C_W: float, widths, activation="relu"):
     r"""Exact :math:`V^{(\ell)} = n_{\ell-1}\,\mathrm{Var}(\hat G^{(\ell)})` at any width (scale-invariant, C_b = 0);
     at criticality with equal widths, :math:`V^{(\ell)}/K^2 = n[(1+\nu/n)^{\ell-1}-1]`.
 
-    Returns: numpy array ``(L,)`` (``V^(1) = 0``).
+    Returns:
+      numpy array ``(L,)`` (``V^(1) = 0``).
     """
     M = exact_metric_moments(K1, C_W=C_W, widths=widths, activation=activation, order=2)
     w = _checks.widths("exact_vertex", "widths", widths)
@@ -317,8 +323,10 @@ def deep_linear_log_metric(K1, *, C_W: float, widths):
     (digamma :math:`\psi`, trigamma :math:`\psi_1`): the log of the output norm spreads like a random walk,
     with variance set by the aspect ratio, while :math:`E[\hat G]` stays :math:`C_W^{\ell-1}G^{(1)}`.
 
-    Args: K1: :math:`G^{(1)} > 0`. C_W: weight variance. widths: ``(n_1, ..., n_L)``.
-    Returns: ``(mean, var)``, numpy arrays of shape ``(L,)``.
+    Args:
+      K1: :math:`G^{(1)} > 0`. C_W: weight variance. widths: ``(n_1, ..., n_L)``.
+    Returns:
+      ``(mean, var)``, numpy arrays of shape ``(L,)``.
     """
     from scipy.special import polygamma, psi
 
@@ -346,7 +354,8 @@ def readout_excess_kurtosis(K1, *, C_b: float, C_W: float, activation="relu", n:
     with :math:`\kappa_v = E[v^4]/E[v^2]^2` (3 Gaussian, 1 Rademacher, 9/5 uniform); divided by
     :math:`(K^{(2)})^2 = (C_b + C_W\langle\sigma^2\rangle)^2`.
 
-    Returns: float.
+    Returns:
+      float.
     """
     fn = "readout_excess_kurtosis"
     act = get_activation(activation, fn)

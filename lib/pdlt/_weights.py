@@ -116,9 +116,12 @@ def mlp_forward_with(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W=1.0
     which uses ``input_sampler`` if given (the input dimension n0 is fixed, so a rank or density
     that must grow with width cannot apply there).
 
-    Args: key; x ``(N, n0)``; widths ``(n_1..n_L)``; sampler; C_b, C_W scalars; activation name;
+    Args:
+      key: PRNG key. x: inputs ``(N, n0)``. widths: ``(n_1..n_L)``. sampler: the weight law.
+      C_b, C_W: scalars. activation: registry name.
       input_sampler: sampler of the first layer (default: ``sampler``).
-    Returns: list of L arrays, ``z^(ell)`` of shape ``(N, n_ell)``.
+    Returns:
+      list of L arrays, ``z^(ell)`` of shape ``(N, n_ell)``.
     """
     fn = "mlp_forward_with"
     widths = _checks.widths(fn, "widths", widths)
@@ -204,7 +207,8 @@ def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0,
     a Haar matrix applied to the N activation vectors is a uniform n x N frame times their Cholesky
     factor, O(n N^2) per layer instead of an n x n QR.
 
-    Returns: array ``(n_nets, L, N, N)``; ``[:, ell-1]`` is :math:`\hat G^{(\ell)}` (``[:, 0]`` the input kernel).
+    Returns:
+      array ``(n_nets, L, N, N)``; ``[:, ell-1]`` is :math:`\hat G^{(\ell)}` (``[:, 0]`` the input kernel).
     """
     from ._progress import even_chunk, progress_range
 
@@ -251,7 +255,8 @@ def weights_vertex_recursion(K1: float, *, L: int, C_W: float, C_b: float = 0.0,
     variance lacks the radial part; needs ``C_b = 0``). For tanh near criticality
     :math:`\Delta = O(K^4)` for orthogonal weights, so V/K^2 saturates.
 
-    Returns: ``(K, V)``, arrays of shape ``(L,)``; entry ell-1 is layer ell.
+    Returns:
+      ``(K, V)``, arrays of shape ``(L,)``; entry ell-1 is layer ell.
     """
     import numpy as np
 

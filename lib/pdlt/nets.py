@@ -332,7 +332,8 @@ def parametrized(name: str, net: ResidualMLP, *, base_width: int = 64, eta: floa
     :math:`\lambda_b^{(\ell)} = 0` (no biases). muP also scales the output variance:
     :math:`C_W^{(L)} \to C_W^{(L)} n_b/n`.
 
-    Returns: ``(net, LearningRates)``.
+    Returns:
+      ``(net, LearningRates)``.
     """
     from ._parametrizations import PARAMETRIZATIONS
 

@@ -235,8 +235,13 @@ def _moments(K, name, kink, deg):
 def dntk_recursion_step(m: dict, Theta, F, B, P, Q, *, C_W, lambda_W):
     r"""One layer of the leading-order recursions: ``(F', B', P', Q')`` of layer ℓ+1 from layer ℓ.
 
-    Args: m: :func:`dntk_gaussian_moments` at :math:`K^{(\ell)}`; Theta ``(N, N)``; F, B, P, Q ``(N,)*4`` of layer ℓ;
-      C_W; lambda_W: the weight learning rate of layer ℓ+1. Returns: ``(F', B', P', Q')``.
+    Args:
+      m: :func:`dntk_gaussian_moments` at :math:`K^{(\ell)}`. Theta: ``(N, N)``.
+      F, B, P, Q: ``(N,)*4`` of layer ℓ. C_W: weight variance.
+      lambda_W: the weight learning rate of layer ℓ+1.
+    Returns:
+      ``(F', B', P', Q')``.
+
     The equations are in the module docstring (term by term: weight gradient of the new layer,
     previous parameters on the weight term, on the chain term).
     """

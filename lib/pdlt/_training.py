@@ -55,7 +55,7 @@ def gd_step(params, x, y, *, eta: float, activation="relu", lambda_b=1.0, lambda
 
 
 def init_ensemble(key, n0: int, widths, *, C_b=0.0, C_W=1.0, n_nets: int, start: int = 0):
-    r"""Parameters of networks ``start .. start+n_nets-1`` of ``key``, stacked on a leading axis.
+    r"""Parameters of networks ``start`` to ``start + n_nets - 1`` of ``key``, stacked on a leading axis.
 
     Network ``i`` is :func:`pdlt.init_mlp` with key ``fold_in(key, i)``.
 

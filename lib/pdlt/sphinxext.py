@@ -720,9 +720,17 @@ def docstring_problems(obj, what: str = "function") -> str:
     text = _ROLE.sub(lambda m: "``" + m.group(1) + "``", "\n".join(lines))
     if directives._directives.get("attribute") is None:
         directives.register_directive("attribute", _Attribute)
+    from docutils.frontend import get_default_settings
+    from docutils.parsers.rst import Parser
+    from docutils.utils import new_document
+    from sphinx.ext.autosummary import extract_summary
+
+    # the one-line summary of the autosummary tables is cut from the docstring on its own
+    summary = extract_summary(inspect.cleandoc(doc).split("\n"), new_document("", get_default_settings(Parser)))
     err = io.StringIO()
-    docutils.core.publish_doctree(text, settings_overrides={"report_level": 2, "halt_level": 5,
-                                                            "warning_stream": err})
+    for t in (text, _ROLE.sub(lambda m: "``" + m.group(1) + "``", summary)):
+        docutils.core.publish_doctree(t, settings_overrides={"report_level": 2, "halt_level": 5,
+                                                             "warning_stream": err})
     return err.getvalue().strip()
 
 

@@ -254,3 +254,20 @@ def test_gpu_check_plan():
     bad = subprocess.run([sys.executable, str(root / "bench" / "gpu_check.py"), "--dry-run"], capture_output=True,
                          text=True, env=dict(os.environ, GPU_CHECK_SCALE="huge"))
     assert bad.returncode == 2 and "GPU_CHECK_SCALE" in bad.stderr
+
+
+def test_statistics_and_ntk_samples_route():
+    net = nets.MLP(4, (6, 6, 1), "tanh", C_b=0.1, C_W=1.2)
+    r = nets.LearningRates(0.5, 1.0)
+    key = jax.random.key(4)
+    kw = dict(C_b=0.1, C_W=1.2, L=3, activation="tanh", lambda_b=0.5, lambda_W=1.0)
+    assert same(nets.statistics(net, X[:2], r), pdlt.theory.ntk_statistics(X[:2], **kw))
+    assert same(nets.dntk(net, X[:2], r), pdlt.theory.dntk_statistics(X[:2], **kw))
+    assert same(nets.ntk_samples(net, key, X[0], r, n_nets=5),
+                pdlt.ensembles.ntk_conditional_samples(key, X[0], n=6, n_nets=5, **kw))
+    assert same(nets.ntk_samples(net, key, X[:2], r, n_nets=5),
+                pdlt.ensembles.ntk_conditional_samples_multi(key, X[:2], n=6, n_nets=5, **kw))
+    with pytest.raises(pdlt.PDLTValueError, match="equal hidden widths"):
+        nets.ntk_samples(net.replace(widths=(6, 7, 1)), key, X[0], n_nets=5)
+    with pytest.raises(pdlt.PDLTValueError, match="plain MLPs"):
+        nets.statistics(nets.ResidualMLP(4, (6, 6, 6), "tanh", C_b=0.1, C_W=1.0, xi=0.5), X[:2])

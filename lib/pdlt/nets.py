@@ -56,7 +56,8 @@ from . import _checks
 from ._activations import get_activation
 
 __all__ = ["WeightLaw", "ResidualMLP", "MLP", "LearningRates", "parametrized", "to_parametrization",
-           "resnet", "kernels", "ntk", "init", "apply", "sample", "empirical_ntk", "weight_sampler_of"]
+           "resnet", "kernels", "ntk", "statistics", "dntk", "init", "apply", "sample", "ntk_samples",
+           "empirical_ntk", "weight_sampler_of"]
 
 WEIGHT_KINDS = ("gaussian", "orthogonal", "sparse", "low_rank")
 
@@ -435,6 +436,73 @@ def ntk(net: ResidualMLP, x, rates: LearningRates | None = None, *, deg: int | N
                                      f"got lambda_b={lb}, lambda_W={lw}")
     return residual_ntk_recursion(x, xi=net.xi, gamma=net.gamma, C_b=Cb, C_W=Cw, L=net.L,
                                   activation=net.activation, lambda_b=lb[0], lambda_W=lw[0])
+
+
+def _plain_variances(fn, net):
+    """``(C_b, C_W)`` of a plain Gaussian MLP: scalars if uniform, else the per-layer tuples."""
+    if not net.is_plain or not net.weights.is_gaussian:
+        raise _checks.PDLTValueError(f"{fn}: plain MLPs with Gaussian weights only, got xi={net.xi}, "
+                                     f"gamma={net.gamma}, weights={net.weights}")
+    return (net.C_b[0], net.C_W[0]) if net.uniform else (net.C_b, net.C_W)
+
+
+def _scalar_rates(rates, L):
+    lb, lw = rates.per_layer(L)
+    return (lb[0] if len(set(lb)) == 1 else lb), (lw[0] if len(set(lw)) == 1 else lw)
+
+
+def statistics(net: ResidualMLP, x, rates: LearningRates | None = None):
+    r"""Leading-order finite-width statistics of ``net`` for inputs ``x`` ``(N, n0)``: :func:`pdlt.ntk_statistics`.
+
+    K, Θ at infinite width and the coefficients of :math:`1/n` (V, D, F, A, B, G¹, H¹) of every layer
+    :math:`\ell = 1..L`, for equal hidden widths n (the widths of the description set the depth only).
+    Plain MLPs with Gaussian weights.
+    """
+    from ._ntk_stats import ntk_statistics
+
+    fn = "nets.statistics"
+    _check(fn, net)
+    Cb, Cw = _plain_variances(fn, net)
+    lb, lw = _scalar_rates(rates or LearningRates(), net.L)
+    return ntk_statistics(x, C_b=Cb, C_W=Cw, L=net.L, activation=net.activation, lambda_b=lb, lambda_W=lw)
+
+
+def dntk(net: ResidualMLP, x, rates: LearningRates | None = None, **kw):
+    r"""The dNTK tensors P and Q of ``net`` (PDLT §11.2) for inputs ``x``: :func:`pdlt.dntk_statistics`
+    (scalar variances and rates; further keywords, e.g. ``kink``, pass through)."""
+    from ._dntk_stats import dntk_statistics as _dntk
+
+    fn = "nets.dntk"
+    _check(fn, net)
+    _plain_variances(fn, net)
+    Cb, Cw = net._scalar_variances(fn)
+    lb, lw = _scalar_rates(rates or LearningRates(), net.L)
+    return _dntk(x, C_b=Cb, C_W=Cw, L=net.L, activation=net.activation, lambda_b=lb, lambda_W=lw, **kw)
+
+
+def ntk_samples(net: ResidualMLP, key, x, rates: LearningRates | None = None, *, n_nets: int, **kw):
+    r"""Per-network conditional NTK statistics of an ensemble of ``net`` (network i from ``fold_in(key, i)``).
+
+    One input ``x`` ``(n0,)``: :func:`pdlt.ntk_conditional_samples`; several ``(N, n0)``:
+    :func:`pdlt.ntk_conditional_samples_multi`. The hidden widths must be equal (``n``); the output
+    width drops out (the last layer's statistics are averages over its weights). Scalar variances.
+    Further keywords (``chunk``, ``progress``) pass through.
+    """
+    import numpy as np
+
+    from ._ntk_ensembles import ntk_conditional_samples, ntk_conditional_samples_multi
+
+    fn = "nets.ntk_samples"
+    _check(fn, net)
+    _plain_variances(fn, net)
+    Cb, Cw = net._scalar_variances(fn)
+    if net.L < 2 or len(set(net.widths[:-1])) != 1:
+        raise _checks.PDLTValueError(f"{fn}: needs L >= 2 layers with equal hidden widths n_1 = ... = n_(L-1), "
+                                     f"got widths={net.widths}")
+    lb, lw = _scalar_rates(rates or LearningRates(), net.L)
+    f = ntk_conditional_samples if np.ndim(x) == 1 else ntk_conditional_samples_multi
+    return f(key, x, n=net.widths[0], L=net.L, C_b=Cb, C_W=Cw, activation=net.activation, lambda_b=lb,
+             lambda_W=lw, n_nets=n_nets, **kw)
 
 
 def init(net: ResidualMLP, key, *, dtype=None):

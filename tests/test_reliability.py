@@ -370,6 +370,35 @@ def test_interrupted_moments_resume_bitwise(tmp_path, monkeypatch):
         assert np.array_equal(got[k], ref[k]), k
 
 
+def test_interrupted_ensemble_moments_resume_bitwise(tmp_path, monkeypatch):
+    from pdlt.ensembles.internals import ensembles as _ens
+
+    kw = dict(widths=(6, 6), C_b=0.1, C_W=1.5, activation="tanh", n_nets=300, chunk=30, order=2)
+    ref = pdlt.ensemble_moments(jax.random.key(1), X2, **kw)
+    ck = tmp_path / "moments.ckpt"
+    real, calls = _ens._padded_batch, []
+
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) == 6:  # interrupted in chunk 6 of 10
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(_ens, "_padded_batch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        pdlt.ensemble_moments(jax.random.key(1), X2, checkpoint=ck, checkpoint_every=3, **kw)
+    assert ck.exists()
+    monkeypatch.setattr(_ens, "_padded_batch", real)
+    with pytest.raises(PDLTValueError, match="ensemble_moments: `checkpoint` .* another computation"):
+        pdlt.ensemble_moments(jax.random.key(1), X2, checkpoint=ck, **{**kw, "C_W": 1.6})
+    calls.clear()
+    monkeypatch.setattr(_ens, "_padded_batch", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    got = pdlt.ensemble_moments(jax.random.key(1), X2, checkpoint=ck, checkpoint_every=3, **kw)
+    assert len(calls) == 5 and not ck.exists()  # chunks 6..10 computed again (5 saved at the interruption)
+    for f in ref._fields:
+        assert np.array_equal(getattr(got, f), getattr(ref, f)), f
+
+
 def test_network_indices_are_64_bit():
     from pdlt.ensembles import network_key
     from pdlt.ensembles.internals.sharding import _indices, ensemble_mesh

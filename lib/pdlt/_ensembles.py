@@ -230,7 +230,8 @@ def _chunk_sums(G, shift, order):
 
 
 def ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int, method="conditional",
-                     chunk: int = 4096, order: int = 3, progress: bool | None = None) -> EnsembleMoments:
+                     chunk: int = 4096, order: int = 3, progress: bool | None = None, checkpoint=None,
+                     checkpoint_every: int = 8) -> EnsembleMoments:
     r"""Moments of :math:`\hat G^{(\ell)}` over ``n_nets`` networks, streamed in chunks (PDLT §4.1-§4.3).
 
     Only float64 power sums are kept between chunks (never the whole ensemble), so ensembles far
@@ -240,28 +241,44 @@ def ensemble_moments(key, x, *, widths, C_b, C_W, activation="relu", n_nets: int
     n_{\ell-1}\mathrm{Var}(\hat G^{(\ell)})`, and the output moments follow from
     :math:`E[z^{2m}] = (2m-1)!!E[\hat G^m]` without sampling z.
 
+    Long ensembles: with ``checkpoint`` (a file path) the power sums are saved atomically every
+    ``checkpoint_every`` chunks and on interruption; the same call resumes from there and returns
+    bitwise the numbers of an uninterrupted run (the mechanism of :func:`pdlt.ensembles.ensemble_reduce`);
+    a checkpoint of another computation is refused.
+
     Args:
       as :func:`ensemble_metrics`, plus ``order``: highest raw moment :math:`E[\hat G^m]` (its SE needs
-      the 2m-th power sum).
+      the 2m-th power sum), ``checkpoint``, ``checkpoint_every``.
     Returns:
       :class:`EnsembleMoments` (numpy float64 arrays).
     Warns: RuntimeWarning naming float64 if any metric overflows (see :func:`warn_nonfinite`).
     """
-    from ._progress import even_chunk, progress_range
+    from ._progress import even_chunk, progress_bar
+    from ._sharding import _digest, resumable_chunks
 
     fn = "ensemble_moments"
     x, widths, Cb, Cw, act = _validate(fn, x, widths, C_b, C_W, activation, method, key)
-    _checks.positive_int(fn, n_nets=n_nets, chunk=chunk, order=order)
+    _checks.positive_int(fn, n_nets=n_nets, chunk=chunk, order=order, checkpoint_every=checkpoint_every)
     if n_nets < 2:
         raise _checks.PDLTValueError(f"{fn}: `n_nets` must be >= 2 for a variance, got {n_nets}")
-    acc, shift, chunk = None, None, even_chunk(n_nets, chunk)
-    for start in progress_range(0, n_nets, chunk, desc=f"{act.name} moments ({method})", enable=progress):
-        G, _ = _padded_batch(key, start, chunk, n_nets, x, widths, Cb, Cw, act.name, method)
+    chunk = even_chunk(n_nets, chunk)
+    starts = range(0, n_nets, chunk)
+
+    def step(c, acc):
+        G, _ = _padded_batch(key, starts[c], chunk, n_nets, x, widths, Cb, Cw, act.name, method)
         warn_nonfinite(fn, G)
-        if shift is None:
-            shift = np.asarray(jnp.mean(G, axis=0), np.float64).reshape(1, *G.shape[1:])
+        shift = np.asarray(jnp.mean(G, axis=0), np.float64).reshape(1, *G.shape[1:]) if acc is None else acc[0]
         sums = _chunk_sums(G, shift, order)
-        acc = sums if acc is None else {k: acc[k] + v for k, v in sums.items()}
+        return (shift, sums if acc is None else {k: acc[1][k] + v for k, v in sums.items()}), G.shape[0]
+
+    def bar(first):
+        return progress_bar(n_nets, desc=f"{act.name} moments ({method})", initial=min(first * chunk, n_nets),
+                            enable=progress if progress is not None else (None if len(starts) > 1 else False))
+
+    fp = None if checkpoint is None else _digest(key, x, fn, n_nets, chunk, widths, Cb, Cw, act.name, method,
+                                                 order, str(x.dtype))
+    shift, acc = resumable_chunks(fn, len(starts), step, checkpoint=checkpoint, fingerprint=fp,
+                                  every=checkpoint_every, bar=bar)
     with np.errstate(all="ignore"):
         return _finish_moments(acc, shift, float(n_nets), len(widths), x.shape[0], order, n_nets)
 

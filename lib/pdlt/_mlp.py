@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from . import _checks
 from ._activations import get_activation
 
-__all__ = ["init_mlp", "mlp_preactivations", "mlp_apply", "network_key", "forward_pass"]
+__all__ = ["init_mlp", "mlp_preactivations", "mlp_apply", "network_key", "subkey", "forward_pass"]
 
 
 def network_key(key, index):
@@ -35,6 +35,27 @@ def network_key(key, index):
         hi = (idx >> 32).astype(jnp.uint32)
         k = jax.lax.cond(hi > 0, lambda: jax.random.fold_in(k, hi), lambda: k)
     return k
+
+
+def subkey(key, *path):
+    """The sub-key of ``key`` at ``path``: the ``fold_in`` chain ``fold_in(...fold_in(key, path[0])..., path[-1])``.
+
+    The way to derive the keys of an experiment's grid: give each use site its own tag and each grid
+    point its indices, e.g. ``subkey(ch.key, 3, i_depth, i_width)``. Distinct paths of one length give
+    distinct keys (up to hash collisions of the PRNG), where an arithmetic salt such as
+    ``fold_in(key, 1000 * L + n)`` lets two grid points share a key. Every entry of ``path`` is a
+    Python (or NumPy) integer in ``[0, 2^32)``; floats are refused (a grid value ``0.5`` is not an
+    index: use its position in the grid).
+    """
+    import numbers
+
+    _checks.prng_key("subkey", "key", key)
+    for j, i in enumerate(path):
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < 2**32:
+            raise _checks.PDLTValueError(f"subkey: `path[{j}]` must be an integer in [0, 2^32) (a tag or a grid "
+                                         f"index), got {i!r}")
+        key = jax.random.fold_in(key, int(i))
+    return key
 
 
 def init_mlp(key, n0: int, widths, *, C_b=0.0, C_W=1.0, dtype=None):

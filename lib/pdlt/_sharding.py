@@ -183,23 +183,28 @@ def _mesh(fn, mesh):
     return mesh
 
 
-def _fingerprint(fn, key, n_nets, chunk, ndev, operands, static, cross) -> str:
-    """What a checkpoint belongs to: the function, key, sizes, operands and static arguments."""
+def _digest(key, arrays, *parts) -> str:
+    """A fingerprint of a computation: its descriptive ``parts`` (reprs), the x64 mode, the key and the arrays."""
     import hashlib
 
     h = hashlib.sha256()
-    for part in (getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn)), n_nets, chunk, ndev,
-                 repr(static), getattr(cross, "__qualname__", repr(cross)), jax.config.jax_enable_x64):
+    for part in (*parts, jax.config.jax_enable_x64):
         h.update(repr(part).encode())
     h.update(np.asarray(jax.random.key_data(key)).tobytes())
-    for a in jax.tree.leaves(operands):
+    for a in jax.tree.leaves(arrays):
         a = np.asarray(a)
         h.update(repr((a.shape, str(a.dtype))).encode())
         h.update(a.tobytes())
     return h.hexdigest()
 
 
-def _load_checkpoint(path, fp):
+def _fingerprint(fn, key, n_nets, chunk, ndev, operands, static, cross) -> str:
+    """What a checkpoint belongs to: the function, key, sizes, operands and static arguments."""
+    return _digest(key, operands, getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn)), n_nets,
+                   chunk, ndev, repr(static), getattr(cross, "__qualname__", repr(cross)))
+
+
+def _load_checkpoint(fname, path, fp):
     import pickle
     from pathlib import Path
 
@@ -209,10 +214,10 @@ def _load_checkpoint(path, fp):
     try:
         state = pickle.loads(p.read_bytes())
     except Exception as e:
-        raise _checks.PDLTValueError(f"ensemble_reduce: `checkpoint` {p} cannot be read ({type(e).__name__}); "
+        raise _checks.PDLTValueError(f"{fname}: `checkpoint` {p} cannot be read ({type(e).__name__}); "
                                      "remove it to start afresh") from None
     if state.get("fingerprint") != fp:
-        raise _checks.PDLTValueError(f"ensemble_reduce: `checkpoint` {p} belongs to another computation (other "
+        raise _checks.PDLTValueError(f"{fname}: `checkpoint` {p} belongs to another computation (other "
                                      "key, sizes, inputs or arguments); remove it or choose another path")
     return state
 
@@ -223,6 +228,53 @@ def _save_checkpoint(path, state):
     from ._provenance import atomic_write
 
     atomic_write(path, pickle.dumps(state, protocol=4))
+
+
+def resumable_chunks(fname, n_chunks, step, *, checkpoint=None, fingerprint=None, every: int = 8, bar=None):
+    """Fold ``step(c, acc) -> (acc, networks in chunk c)`` over chunks ``c = 0..n_chunks-1`` (``acc`` starts
+    as None), resumably: the one checkpoint mechanism of the streamed ensembles.
+
+    With ``checkpoint`` (a file path) the running ``acc`` is saved every ``every`` chunks and when the
+    loop is interrupted (Ctrl-C, an error), atomically (temporary file, ``os.replace``), with
+    ``fingerprint`` (a digest of everything that defines the computation); a later call with the same
+    fingerprint resumes after the last saved chunk, so the chunks are folded in the same order and the
+    result is bitwise that of an uninterrupted run. A checkpoint with another fingerprint is refused
+    (PDLTValueError naming ``fname``); the file is removed when the loop completes. ``bar(done_chunks)``
+    makes the progress bar (``.update(m)``, ``.close()``).
+    """
+    from pathlib import Path
+
+    from ._progress import _NoBar
+
+    acc, first = None, 0
+    if checkpoint is not None:
+        state = _load_checkpoint(fname, checkpoint, fingerprint)
+        if state is not None:
+            acc, first = state["acc"], state["next_chunk"]
+    pbar = _NoBar() if bar is None else bar(first)
+    # the running state is replaced as one object after each chunk, so that an interruption saves
+    # either the state before the chunk or after it, never a half-updated one
+    st = (acc, first)
+
+    def save():
+        if checkpoint is not None and first < st[1] < n_chunks:
+            _save_checkpoint(checkpoint, {"fingerprint": fingerprint, "acc": st[0], "next_chunk": st[1]})
+
+    try:
+        for c in range(first, n_chunks):
+            new, m = step(c, st[0])
+            st = (new, c + 1)
+            pbar.update(m)
+            if (c + 1) % every == 0:
+                save()
+    except BaseException:
+        save()   # the state after every completed chunk
+        raise
+    finally:
+        pbar.close()
+    if checkpoint is not None and Path(checkpoint).exists():
+        Path(checkpoint).unlink()
+    return st[0]
 
 
 def ensemble_reduce(fn, key, n_nets: int, operands=(), *, static=(), chunk: int = 4096, mesh=None, cross=None,
@@ -249,8 +301,6 @@ def ensemble_reduce(fn, key, n_nets: int, operands=(), *, static=(), chunk: int 
       ``dict(n=n_nets, shift=..., sums=..., cross=...)``; turn it into moments with
       :func:`moments_from_sums`.
     """
-    from pathlib import Path
-
     from ._progress import progress_bar
 
     fname = "ensemble_reduce"
@@ -260,49 +310,27 @@ def ensemble_reduce(fn, key, n_nets: int, operands=(), *, static=(), chunk: int 
     ndev = mesh.devices.size
     static = tuple(static)
     shift = jax.tree.map(np.asarray, _one_network(key, 0, tuple(operands), fn=fn, static=static))
-    total, total_cross, first = None, None, 0
     plan = list(_chunks(n_nets, chunk, ndev))
     fp = _fingerprint(fn, key, n_nets, chunk, ndev, operands, static, cross) if checkpoint is not None else None
-    if checkpoint is not None:
-        state = _load_checkpoint(checkpoint, fp)
-        if state is not None:
-            total, total_cross, first = state["sums"], state["cross"], state["next_chunk"]
-    done = sum(m for _, m, _ in plan[:first])
-    bar = progress_bar(n_nets, desc=desc, initial=done,
-                       enable=None if progress is None else (progress and len(plan) > 1))
 
-    # the running state is replaced as one object after each chunk, so that an interruption saves
-    # either the state before the chunk or after it, never a half-updated one
-    st = {"sums": total, "cross": total_cross, "next_chunk": first}
+    def step(c, acc):
+        start, m, m_pad = plan[c]
+        sums, cr = (None, None) if acc is None else acc
+        res, _ = _reduce_chunk(key, _indices(start, m_pad, mesh), n_nets, shift, tuple(operands),
+                               fn=fn, static=static, mesh=mesh, cross=cross)
+        if cross is not None:
+            res, chunk_cross = res
+            chunk_cross = np.asarray(chunk_cross, dtype=np.float64)
+            cr = chunk_cross if cr is None else cr + chunk_cross
+        res = jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), res)
+        return (res if sums is None else jax.tree.map(np.add, sums, res), cr), m
 
-    def save():
-        if checkpoint is not None and first < st["next_chunk"] < len(plan):
-            _save_checkpoint(checkpoint, {"fingerprint": fp, "n_nets": n_nets, **st})
+    def bar(first):
+        return progress_bar(n_nets, desc=desc, initial=sum(m for _, m, _ in plan[:first]),
+                            enable=None if progress is None else (progress and len(plan) > 1))
 
-    try:
-        for c in range(first, len(plan)):
-            start, m, m_pad = plan[c]
-            res, _ = _reduce_chunk(key, _indices(start, m_pad, mesh), n_nets, shift, tuple(operands),
-                                   fn=fn, static=static, mesh=mesh, cross=cross)
-            cr = st["cross"]
-            if cross is not None:
-                res, chunk_cross = res
-                chunk_cross = np.asarray(chunk_cross, dtype=np.float64)
-                cr = chunk_cross if cr is None else cr + chunk_cross
-            res = jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), res)
-            sums = res if st["sums"] is None else jax.tree.map(np.add, st["sums"], res)
-            st = {"sums": sums, "cross": cr, "next_chunk": c + 1}
-            bar.update(m)
-            if (c + 1) % checkpoint_every == 0:
-                save()
-    except BaseException:
-        save()   # the sums of every completed chunk
-        raise
-    finally:
-        bar.close()
-    if checkpoint is not None and Path(checkpoint).exists():
-        Path(checkpoint).unlink()
-    total, total_cross = st["sums"], st["cross"]
+    total, total_cross = resumable_chunks(fname, len(plan), step, checkpoint=checkpoint, fingerprint=fp,
+                                          every=checkpoint_every, bar=bar)
     return {"n": n_nets, "shift": shift, "sums": total, "cross": total_cross}
 
 

@@ -25,7 +25,6 @@ layer-by-layer conditional Gaussian sampling.
 """
 from __future__ import annotations
 
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -129,7 +128,7 @@ def attention_gram_chain(key, G0, *, n: int, n_k: int, L: int, lam, gamma, shape
     Raises:
       PDLTValueError on bad arguments, before any compute.
     """
-    from ._progress import even_chunk, progress_range
+    from ._sharding import ensemble_map
 
     fn = "attention_gram_chain"
     _checks.positive_int(fn, n=n, n_k=n_k, L=L, n_nets=n_nets, chunk=chunk)
@@ -142,39 +141,32 @@ def attention_gram_chain(key, G0, *, n: int, n_k: int, L: int, lam, gamma, shape
     if n < G0.shape[0]:
         raise _checks.PDLTValueError(f"{fn}: the width `n`={n} must be at least the number of tokens m={G0.shape[0]}")
     C0 = jnp.asarray(np.linalg.cholesky(G0 * n))
-    out = []
-    chunk = even_chunk(n_nets, chunk)
-    for start in progress_range(0, n_nets, chunk, desc="attention stacks", enable=progress):
-        idx = jnp.arange(start, start + chunk)  # one chunk shape (one compilation); extra nets cut below
-        out.append(_chain_batch(key, idx, C0, n, n_k, L, float(lam), float(gamma), shaped, float(tau0)))
-    return jnp.concatenate(out)[:n_nets]
+    return ensemble_map(_chain_one, key, n_nets, (C0, float(lam), float(gamma), float(tau0)),
+                        static=(("n", n), ("n_k", n_k), ("L", L), ("shaped", bool(shaped))), chunk=chunk,
+                        progress=progress, desc="attention stacks")
 
 
-@partial(jax.jit, static_argnames=("n", "n_k", "L", "shaped"))
-def _chain_batch(key, idx, C0, n, n_k, L, lam, gamma, shaped, tau0):
+def _chain_one(key, i, C0, lam, gamma, tau0, *, n, n_k, L, shaped):
+    """Token Gram matrices of stack ``i`` (weights from ``fold_in(key, i)``): ``(L + 1, m, m)``."""
     m = C0.shape[0]
     s = 1.0 / jnp.sqrt(n)
+    k = jax.random.fold_in(key, i)
 
-    def one(i):
-        k = jax.random.fold_in(key, i)
+    def layer(C, ell):
+        kq, kk, kv = jax.random.split(jax.random.fold_in(k, ell), 3)
+        WQ = jax.random.normal(kq, (m, n_k), C.dtype) * s  # first m rows of the rotated weights
+        WK = jax.random.normal(kk, (m, n_k), C.dtype) * s
+        WV = jax.random.normal(kv, (m, n), C.dtype) * s
+        A = attention_matrix(C, WQ, WK, n=n, shaped=shaped, tau0=tau0)
+        Y = gamma * A @ C @ WV
+        Y = Y.at[:, :m].add(lam * C)                  # lam * [C, 0] + gamma * A C WV
+        G = Y @ Y.T
+        G = 0.5 * (G + G.T)
+        C = jnp.linalg.cholesky(G + 1e-13 * jnp.trace(G) / m * jnp.eye(m, dtype=G.dtype))
+        return C, G / n
 
-        def layer(C, ell):
-            kq, kk, kv = jax.random.split(jax.random.fold_in(k, ell), 3)
-            WQ = jax.random.normal(kq, (m, n_k), C.dtype) * s  # first m rows of the rotated weights
-            WK = jax.random.normal(kk, (m, n_k), C.dtype) * s
-            WV = jax.random.normal(kv, (m, n), C.dtype) * s
-            A = attention_matrix(C, WQ, WK, n=n, shaped=shaped, tau0=tau0)
-            Y = gamma * A @ C @ WV
-            Y = Y.at[:, :m].add(lam * C)                  # lam * [C, 0] + gamma * A C WV
-            G = Y @ Y.T
-            G = 0.5 * (G + G.T)
-            C = jnp.linalg.cholesky(G + 1e-13 * jnp.trace(G) / m * jnp.eye(m, dtype=G.dtype))
-            return C, G / n
-
-        _, Gs = jax.lax.scan(layer, C0, jnp.arange(L))
-        return jnp.concatenate([(C0 @ C0.T / n)[None], Gs])
-
-    return jax.vmap(one)(idx)
+    _, Gs = jax.lax.scan(layer, C0, jnp.arange(L))
+    return jnp.concatenate([(C0 @ C0.T / n)[None], Gs])
 
 
 def mean_token_correlation(G):

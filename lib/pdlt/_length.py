@@ -25,7 +25,6 @@ The same product law holds for the forward norm :math:`\lVert z^{(\ell)}\rVert^2
 """
 from __future__ import annotations
 
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -201,7 +200,7 @@ def length_distortion_ensemble(key, x, dx, *, widths, C_W=2.0, C_out=1.0, n_nets
     Raises:
       PDLTValueError on bad arguments.
     """
-    from ._progress import even_chunk, progress_range
+    from ._sharding import ensemble_map
 
     fn = "length_distortion_ensemble"
     x, dx = jnp.asarray(x, float), jnp.asarray(dx, float)
@@ -209,12 +208,8 @@ def length_distortion_ensemble(key, x, dx, *, widths, C_W=2.0, C_out=1.0, n_nets
         raise _checks.PDLTValueError(f"{fn}: `x` and `dx` must both have shape (P, n0), got {x.shape}, {dx.shape}")
     widths = _layer_specs(fn, x.shape[1], widths, C_W, C_out)
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
-    out = []
-    chunk = even_chunk(n_nets, chunk)
-    for start in progress_range(0, n_nets, chunk, desc="length distortion", enable=progress):
-        idx = jnp.arange(start, start + chunk)  # one chunk shape (one compilation); extra nets cut below
-        out.append(_length_batch(key, idx, x, dx, widths, float(C_W), float(C_out)))
-    return jnp.concatenate(out)[:n_nets]
+    return ensemble_map(_length_one, key, n_nets, (x, dx, float(C_W), float(C_out)), static=(("widths", widths),),
+                        chunk=chunk, progress=progress, desc="length distortion")
 
 
 def layer_moments(n0: int, widths, *, C_W=2.0, C_out=1.0):
@@ -235,14 +230,10 @@ def layer_moments(n0: int, widths, *, C_W=2.0, C_out=1.0):
     return np.array(rows)
 
 
-@partial(jax.jit, static_argnames=("widths",))
-def _length_batch(key, idx, x, dx, widths, C_W, C_out):
+def _length_one(key, i, x, dx, C_W, C_out, *, widths):
+    """Length statistics ``(L, 4)`` of network ``i`` (weights from ``fold_in(key, i)``)."""
     Cw = (C_W,) * (len(widths) - 1) + (C_out,)
-
-    def one(i):
-        params = init_mlp(network_key(key, i), x.shape[1], widths, C_b=0.0, C_W=1.0, dtype=x.dtype)
-        params = tuple((W * jnp.sqrt(c), b) for (W, b), c in zip(params, Cw))
-        v = curve_speeds(params, x, dx, "relu") / jnp.linalg.norm(dx, axis=-1)
-        return jnp.stack([jnp.mean(v, -1), jnp.mean(v**2, -1), jnp.mean(v**4, -1), jnp.log(v[:, 0] ** 2)], axis=-1)
-
-    return jax.vmap(one)(idx)
+    params = init_mlp(network_key(key, i), x.shape[1], widths, C_b=0.0, C_W=1.0, dtype=x.dtype)
+    params = tuple((W * jnp.sqrt(c), b) for (W, b), c in zip(params, Cw))
+    v = curve_speeds(params, x, dx, "relu") / jnp.linalg.norm(dx, axis=-1)
+    return jnp.stack([jnp.mean(v, -1), jnp.mean(v**2, -1), jnp.mean(v**4, -1), jnp.log(v[:, 0] ** 2)], axis=-1)

@@ -47,7 +47,7 @@ serve: html
 # the book on one worker while the others run the unit and statistical tests.
 TEST_WORKERS ?= 2
 test: setup
-	"$(PY)" -m pytest -m "not slow and not gpu" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	"$(PY)" -m pytest -m "not slow and not gpu" -n $(TEST_WORKERS) --dist loadfile --durations=20 $(PYTEST_ARGS)
 
 test-fast: setup
 	"$(PY)" -m pytest -m "not slow and not gpu and not book" $(PYTEST_ARGS)

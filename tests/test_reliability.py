@@ -535,6 +535,8 @@ def test_every_recursion_warns_on_overflow(dtype):
             with pytest.warns(RuntimeWarning, match=f"{name}: .* non-finite .*{dtype}") as rec:
                 call()
             assert len([w for w in rec if "non-finite" in str(w.message)]) == 1, name  # once, under its own name
+        with pytest.warns(RuntimeWarning, match="resnet_fluctuation: .* non-finite .*float64"):  # NumPy float64
+            pdlt.theory.resnet_fluctuation(1.0, L=3, alpha=0.0, **_BIG["float64"])  # (was an OverflowError)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

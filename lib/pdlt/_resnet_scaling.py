@@ -235,6 +235,7 @@ def _smoothed_relu2(y, t2):
 
 
 @_checks.warns_nonfinite("recursion")
+@np.errstate(over="ignore", invalid="ignore")  # an overflow gives inf, reported by warns_nonfinite
 def resnet_fluctuation(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,
                        activation="relu"):
     r"""Leading-order (in 1/n) kernel fluctuation of a residual net, exact in L: the limit
@@ -271,7 +272,7 @@ def resnet_fluctuation(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.
                                      f"got {act.name!r}")
     A, B = act.a_minus**2, act.a_plus**2 - act.a_minus**2               # sigma^2 = A y^2 + B y_+^2
     g2 = branch_multiplier(L, alpha) ** 2
-    K = [float(K0)]
+    K = [np.float64(K0)]
     for _ in range(L):
         K.append(K[-1] + g2 * (C_b + C_W * (A + B / 2) * K[-1]))
     a, b, c, t2 = 0.0, 1.0, np.zeros(0), np.zeros(0)                    # f = a + b y^2 + sum c R_t2

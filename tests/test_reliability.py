@@ -422,6 +422,36 @@ def test_sub_keys_of_a_grid_are_distinct():
     assert "fold_in(jax.random.fold_in(ch.key, Ld), n)" in src and "1000 * Ld + n" not in src
 
 
+def test_subkey_is_a_fold_in_chain_distinct_over_a_grid():
+    from pdlt.ensembles import subkey
+
+    key = jax.random.key(0)
+    kd = lambda k: tuple(np.asarray(jax.random.key_data(k)))
+    grid = [(tag, i, j) for tag in (1, 10, 100) for i in range(12) for j in range(12)]
+    keys = {kd(subkey(key, *p)) for p in grid}
+    assert len(keys) == len(grid)  # every grid point its own key
+    assert len({tag + 10 * i + j for tag, i, j in grid}) < len(grid)  # an arithmetic salt collides here
+    assert kd(subkey(key, 3, 4)) == kd(jax.random.fold_in(jax.random.fold_in(key, 3), 4))
+    assert kd(subkey(key)) == kd(key) and kd(subkey(key, 1)) != kd(subkey(key, 1, 0))
+    assert kd(subkey(key, np.int64(7))) == kd(subkey(key, 7))
+    for bad in (0.5, -1, 2**32, True):
+        with pytest.raises(PDLTValueError, match=r"subkey: `path\[1\]` must be an integer"):
+            subkey(key, 2, bad)
+    with pytest.raises(PDLTValueError, match="subkey: `key` must be a PRNG key"):
+        subkey(0, 1)
+
+
+def test_chapters_build_no_sub_key_by_arithmetic():
+    import re
+
+    call = re.compile(r"fold_in\(\s*[\w.\[\]]+\s*,\s*([^()]*?)\)", re.S)
+    for cid in ("ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch09", "appA", "beyond1", "beyond3", "cheps"):
+        src = chapter(cid).read_text()
+        salts = [m.group(1) for m in call.finditer(src) if re.search(r"[+*]", m.group(1))
+                 and not re.fullmatch(r"\s*10\s*\*\*\s*\d+\s*", m.group(1))]  # 10**6: a constant tag
+        assert not salts, (cid, salts)
+
+
 # ------------------------------------------------------------------ library inputs
 def test_library_refuses_impossible_inputs():
     with pytest.raises(PDLTValueError, match="`K1` must be finite"):
@@ -458,3 +488,98 @@ def test_one_warning_for_non_finite_results():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pdlt.kernel_recursion(1.0, C_b=0.0, C_W=2.0, L=4)  # finite results: no warning
+
+
+# every recursion of pdlt.theory and every sampler or estimator of pdlt.ensembles, overflowing on
+# purpose at depth 3 (linear activation: the kernel grows as C_W^ell; C_W = 1e30 overflows float32,
+# 1e200 float64)
+_X1, _XM = jnp.ones(3), jnp.ones((1, 3))
+_BIG = {"float32": dict(C_b=0.0, C_W=1e30, activation="linear"), "float64": dict(C_b=0.0, C_W=1e200, activation="linear")}
+
+
+def _recursions(big):
+    res = dict(xi=1.0, gamma=1.0, **big)
+    return {
+        "ntk_recursion": lambda: pdlt.theory.ntk_recursion(_XM, L=3, **big),
+        "ntk_statistics": lambda: pdlt.theory.ntk_statistics(_XM, L=3, **big),
+        "ntk_fluctuations": lambda: pdlt.theory.ntk_fluctuations(_X1, L=3, **big),
+        "relu_ntk_fluctuations_exact": lambda: pdlt.theory.relu_ntk_fluctuations_exact(_X1, n=8, L=3,
+                                                                                        lambda_W=big["C_W"] ** 0.8),
+        "vertex_recursion": lambda: pdlt.theory.vertex_recursion(1.0, L=3, **big),
+        "vertex_recursion_multi": lambda: pdlt.theory.vertex_recursion_multi(np.eye(2), L=3, **big),
+        "residual_kernel_recursion": lambda: pdlt.theory.residual_kernel_recursion(1.0, L=3, **res),
+        "residual_ntk_recursion": lambda: pdlt.theory.residual_ntk_recursion(_XM, L=3, **res),
+        "residual_vertex_recursion": lambda: pdlt.theory.residual_vertex_recursion(1.0, L=3, **res),
+        "resnet_kernel_recursion": lambda: pdlt.theory.resnet_kernel_recursion(1.0, L=3, alpha=0.0, **big),
+    }
+
+
+def _samplers(big):
+    key, res = jax.random.key(0), dict(xi=1.0, gamma=1.0, **big)
+    return {
+        "ntk_conditional_samples": lambda: pdlt.ensembles.ntk_conditional_samples(key, _X1, n=3, L=3, n_nets=2, **big),
+        "ntk_conditional_samples_multi": lambda: pdlt.ensembles.ntk_conditional_samples_multi(key, X2, n=3, L=3,
+                                                                                              n_nets=2, **big),
+        "ensemble_ntk": lambda: pdlt.ensembles.ensemble_ntk(key, X2, widths=(3,) * 3, n_nets=2, **big),
+        "sample_network_metrics": lambda: pdlt.ensembles.sample_network_metrics(key, 0, X2, widths=(3,) * 3, **big),
+        "weights_ensemble_metrics": lambda: pdlt.ensembles.weights_ensemble_metrics(
+            key, X2, widths=(3,) * 3, sampler=pdlt.ensembles.weight_sampler("gaussian"), n_nets=2, **big),
+        "residual_ensemble": lambda: pdlt.theory.residual_ensemble(key, _X1, n=3, L=3, n_nets=2, **res),
+    }
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_recursion_warns_on_overflow(dtype):
+    with jax.enable_x64(dtype == "float64"):
+        for name, call in _recursions(_BIG[dtype]).items():
+            with pytest.warns(RuntimeWarning, match=f"{name}: .* non-finite .*{dtype}") as rec:
+                call()
+            assert len([w for w in rec if "non-finite" in str(w.message)]) == 1, name  # once, under its own name
+        with pytest.warns(RuntimeWarning, match="resnet_fluctuation: .* non-finite .*float64"):  # NumPy float64
+            pdlt.theory.resnet_fluctuation(1.0, L=3, alpha=0.0, **_BIG["float64"])  # (was an OverflowError)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_sampler_and_estimator_warns_on_overflow(dtype):
+    with jax.enable_x64(dtype == "float64"):
+        samplers = _samplers(_BIG[dtype])
+        for name, call in samplers.items():
+            with pytest.warns(RuntimeWarning, match=f"{name}: .* non-finite .*{dtype}"):
+                out = call()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = samplers["ntk_conditional_samples"]()
+        for est in (pdlt.ensembles.ntk_fluctuation_estimates, pdlt.ensembles.relative_ntk_variance_estimate):
+            with pytest.warns(RuntimeWarning, match=f"{est.__name__}: .* non-finite"):
+                est(s)
+        del out
+
+
+def test_recursions_and_samplers_refuse_impossible_inputs():
+    xinf, key = jnp.array([[1.0, jnp.inf, 0.0]]), jax.random.key(0)
+    ok = dict(C_b=0.0, C_W=1.0)
+    refusals = [
+        (lambda: pdlt.theory.ntk_recursion(xinf, L=2, **ok), "ntk_recursion: `x` must be finite"),
+        (lambda: pdlt.theory.ntk_statistics(xinf, L=2, **ok), "ntk_statistics: `x`"),
+        (lambda: pdlt.theory.relu_ntk_fluctuations_exact(xinf[0], n=4, L=2), "`x` must be finite"),
+        (lambda: pdlt.theory.residual_ntk_recursion(xinf, xi=1.0, gamma=1.0, L=2, **ok), "`x` must be finite"),
+        (lambda: pdlt.theory.vertex_recursion(-1.0, L=2, **ok), "`K1` must be > 0"),
+        (lambda: pdlt.theory.vertex_recursion_multi(np.array([[1.0, 2.0], [2.0, 1.0]]), L=2, **ok),
+         "vertex_recursion_multi: `K1` must be positive semi-definite"),
+        (lambda: pdlt.theory.residual_kernel_recursion(-1.0, xi=1.0, gamma=1.0, L=2, **ok), "`K1`.*>= 0"),
+        (lambda: pdlt.theory.resnet_kernel_recursion(float("nan"), L=2), "`K0` must be finite"),
+        (lambda: pdlt.theory.resnet_kernel_ode(-1.0, t_grid=[0.0, 1.0]), "`K0`.*>= 0"),
+        (lambda: pdlt.ensembles.ntk_conditional_samples(key, xinf[0], n=4, L=2, n_nets=2, **ok), "`x` must be finite"),
+        (lambda: pdlt.ensembles.ntk_conditional_samples_multi(key, xinf, n=4, L=2, n_nets=2, **ok),
+         "`x` must be finite"),
+        (lambda: pdlt.ensembles.ensemble_ntk(key, xinf, widths=(4,), n_nets=2, **ok), "ensemble_ntk: `x` must be finite"),
+        (lambda: pdlt.ensembles.weights_ensemble_metrics(key, xinf, widths=(4,), n_nets=2, C_W=1.0,
+                                                         sampler=pdlt.ensembles.weight_sampler("gaussian")),
+         "weights_ensemble_metrics: `x` must be finite"),
+        (lambda: pdlt.theory.residual_ensemble(key, xinf[0], n=4, L=2, xi=1.0, gamma=1.0, n_nets=2, **ok),
+         "residual_ensemble: `x` must be finite"),
+        (lambda: pdlt.theory.resnet_ensemble(key, xinf, n=4, L=2, n_nets=2), "resnet_ensemble: `x` must be finite"),
+    ]
+    for call, msg in refusals:
+        with pytest.raises(PDLTValueError, match=msg):
+            call()

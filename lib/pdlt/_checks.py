@@ -7,7 +7,9 @@ for traced arrays so the public functions stay usable under ``jit``/``vmap``.
 """
 from __future__ import annotations
 
+import functools
 import numbers
+import threading
 
 import jax
 import numpy as np
@@ -168,6 +170,8 @@ def warn_nonfinite(fn: str, values, what: str = "result") -> bool:
     """
     import warnings
 
+    if getattr(_WITHIN, "depth", 0):   # inside a call wrapped by warns_nonfinite: that call warns, once
+        return False
     leaves = [a for a in jax.tree_util.tree_leaves(values) if not _is_traced(a)]
     bad, dt = 0, None
     for a in leaves:
@@ -182,3 +186,25 @@ def warn_nonfinite(fn: str, values, what: str = "result") -> bool:
         warnings.warn(f"{fn}: {bad} non-finite value(s) in the {dt} {what} (overflow/NaN, e.g. an exploding "
                       f"kernel in the chaotic phase); {hint}", RuntimeWarning, stacklevel=3)
     return bool(bad)
+
+
+_WITHIN = threading.local()   # depth of nested calls wrapped by warns_nonfinite (per thread)
+
+
+def warns_nonfinite(what: str = "result"):
+    """Decorator: the function's result is checked by :func:`warn_nonfinite` (one RuntimeWarning naming
+    the function, whatever the dtype). Only the outermost wrapped call checks and warns, so a recursion
+    built on other wrapped recursions warns once, under its own name."""
+    def wrap(f):
+        @functools.wraps(f)
+        def checked(*args, **kwargs):
+            _WITHIN.depth = getattr(_WITHIN, "depth", 0) + 1
+            try:
+                out = f(*args, **kwargs)
+            finally:
+                _WITHIN.depth -= 1
+            if not _WITHIN.depth:
+                warn_nonfinite(f.__name__, out, what)
+            return out
+        return checked
+    return wrap

@@ -96,6 +96,7 @@ def _validate(fn, x, widths, C_b, C_W, activation, method, key=None):
     return x, widths, Cb, Cw, act
 
 
+@_checks.warns_nonfinite("metrics")
 def sample_network_metrics(key, index, x, *, widths, C_b, C_W, activation="relu", method="conditional"):
     r"""Conditional metrics :math:`\hat G^{(1..L)}` and the output :math:`z^{(L)}` of network ``index``.
 

@@ -151,6 +151,7 @@ def _prepare(fn, x, widths, C_b, C_W, activation, method, rng, dtype, key=None):
     return x, tuple(widths), tuple(float(c) for c in Cb), tuple(float(c) for c in Cw), act.name
 
 
+@_checks.warns_nonfinite("metrics")
 def fast_network_metrics(key, index, x, *, widths, C_b, C_W, activation="relu", method="conditional",
                          rng="threefry", dtype=None, outputs=True):
     r"""Conditional metrics :math:`\hat G^{(1..L)}` (and output :math:`z^{(L)}`) of network ``index``.

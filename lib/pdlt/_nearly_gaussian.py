@@ -38,6 +38,7 @@ def quartic_moments_first_order(K: float, lam: float) -> tuple[float, float]:
     return K - 0.5 * lam * K**3, -lam * K**4
 
 
+@_checks.warns_nonfinite("samples")
 def sample_quartic(key, K: float, lam: float, n: int, *, batch: int | None = None):
     r"""Exact samples of the quartic action by rejection from :math:`\mathcal N(0, K)`.
 

@@ -24,6 +24,7 @@ __all__ = ["ntk_recursion"]
 _UNROLL_MAX_L = 12  # depths up to this unroll the layer loop in the compiled program
 
 
+@_checks.warns_nonfinite("recursion")
 def ntk_recursion(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambda_W=1.0, deg: int = DEG2):
     r"""Infinite-width kernel :math:`K^{(\ell)}` and frozen NTK :math:`\Theta^{(\ell)}` for N inputs.
 
@@ -41,6 +42,7 @@ def ntk_recursion(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambd
     _checks.positive_int(fn, L=L)
     act = get_activation(activation, fn)
     lb, lw = _checks.per_layer_rates(fn, lambda_b, lambda_W, L)
+    _checks.finite(fn, x=x)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     if x.ndim != 2:
         raise _checks.PDLTValueError(f"{fn}: `x` must have shape (N, n0), got {x.shape}")

@@ -45,6 +45,7 @@ __all__ = ["ensemble_ntk", "ntk_conditional_samples", "ntk_fluctuation_estimates
 
 
 def _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, ndim):
+    _checks.finite(fn, x=x)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     if x.ndim != ndim:
         want = "(N, n0)" if ndim == 2 else "(n0,) (one input)"
@@ -59,6 +60,7 @@ def _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, c
     return x, widths, act, lb, lw
 
 
+@_checks.warns_nonfinite("samples")
 def ensemble_ntk(key, x, *, widths, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
                  n_nets: int, per_layer: bool = False, chunk: int = 1024, progress: bool | None = None):
     r"""Empirical NTKs and outputs of networks ``0..n_nets-1`` drawn from ``key``.
@@ -94,6 +96,7 @@ def _ntk_batch(key, idx, x, widths, C_b, C_W, act, lb, lw, per_layer):
     return jax.vmap(one)(idx)
 
 
+@_checks.warns_nonfinite("samples")
 def ntk_conditional_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
                             n_nets: int, chunk: int = 1024, progress: bool | None = None) -> dict:
     r"""Per-network conditional NTK moments of layers 1..L for one input (module docstring).
@@ -182,6 +185,7 @@ def _cond_batch(key, idx, x, n, L, C_b, C_W, act, lb, lw):
     return {k: out[:, :, j] for j, k in enumerate(("mu", "G", "b2", "f2"))}
 
 
+@_checks.warns_nonfinite("estimates")
 def ntk_fluctuation_estimates(samples: dict) -> dict:
     r"""Estimates and standard errors of H, V, A, B, D, F per layer from :func:`ntk_conditional_samples`.
 
@@ -201,6 +205,7 @@ def ntk_fluctuation_estimates(samples: dict) -> dict:
     return out
 
 
+@_checks.warns_nonfinite("estimates")
 def relative_ntk_variance_estimate(samples: dict):
     r"""Relative NTK variance :math:`\mathrm{Var}(\hat H_{ii})/E[\hat H_{ii}]^2` per layer, with its SE (delta method).
 
@@ -222,6 +227,7 @@ def relative_ntk_variance_estimate(samples: dict):
     return r, jnp.std(infl, axis=0, ddof=1) / jnp.sqrt(S)
 
 
+@_checks.warns_nonfinite("samples")
 def ntk_conditional_samples_multi(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
                                   n_nets: int, chunk: int = 256, progress: bool | None = None) -> dict:
     r"""Per-network conditional NTK statistics of layers 1..L for N inputs (module docstring).
@@ -302,6 +308,7 @@ def _cov_and_se(X, Y):
     return jnp.sum(u, axis=0) / (S - 1), jnp.std(u, axis=0, ddof=1) / jnp.sqrt(S)
 
 
+@_checks.warns_nonfinite("estimates")
 def ntk_statistics_estimates(samples: dict) -> dict:
     r"""Estimates and SEs of the multi-input statistics per layer from :func:`ntk_conditional_samples_multi`.
 

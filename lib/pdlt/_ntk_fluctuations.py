@@ -119,6 +119,7 @@ def single_input_moments(activation, K, C_W):
     }
 
 
+@_checks.warns_nonfinite("recursion")
 def ntk_fluctuations(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambda_W=1.0) -> NTKStats:
     r"""Leading-order single-input recursions for K, V, H, A, B, D, F (module docstring; PDLT §8.3).
 
@@ -149,6 +150,7 @@ def ntk_fluctuations(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, la
     return NTKStats(f(s.K), f(s.V), f(s.Theta), f(s.A), f(s.B), f(s.D), f(s.F))
 
 
+@_checks.warns_nonfinite("recursion")
 def relu_ntk_fluctuations_exact(x, *, n: int, L: int, lambda_b=1.0, lambda_W=1.0) -> NTKStats:
     r"""Exact-in-n single-input recursions for critical ReLU (:math:`C_b=0, C_W=2`, hidden widths n).
 
@@ -183,6 +185,7 @@ def relu_ntk_fluctuations_exact(x, *, n: int, L: int, lambda_b=1.0, lambda_W=1.0
       :class:`NTKStats` (shape ``(L,)`` each; ``K`` holds the exact G).
     """
     fn = "relu_ntk_fluctuations_exact"
+    _checks.finite(fn, x=x)
     _checks.positive_int(fn, n=n)
     lb, lw = _validate(fn, L, 0.0, 2.0, lambda_b, lambda_W)
     G, H = _first_layer(x, 0.0, 2.0, lb[0], lw[0])
@@ -221,6 +224,7 @@ def _si_constants(activation, K, lambda_b, lambda_W, fn):
     return theta, lambda_W * A2 * K / theta, kappa, 3 * kappa - 1
 
 
+@_checks.warns_nonfinite("recursion")
 def scale_invariant_ntk_closed_form(ell, *, K, activation="relu", lambda_b=1.0, lambda_W=1.0) -> dict:
     r"""Leading-order H, F, B, D, A at layer ``ell`` for a critical scale-invariant MLP (PDLT §9.2).
 
@@ -253,6 +257,7 @@ def scale_invariant_ntk_closed_form(ell, *, K, activation="relu", lambda_b=1.0, 
     }
 
 
+@_checks.warns_nonfinite("recursion")
 def scale_invariant_mean_ntk(ell, *, C_W, g0=1.0, activation="relu", lambda_b=1.0, lambda_W=1.0):
     r"""Mean NTK of a scale-invariant MLP with :math:`C_b = 0` at any :math:`C_W` (PDLT §9.4; for ReLU exact in the width
     up to the O(L 2^-n) dead-layer terms of :func:`relu_ntk_fluctuations_exact` when λ_b > 0).

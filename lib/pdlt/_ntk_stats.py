@@ -358,6 +358,7 @@ def _run(K1, Th1, pars, name):
     return tuple(jnp.concatenate([f[None]] + [o[k] for o in outs]) for k, f in enumerate(first))
 
 
+@_checks.warns_nonfinite("recursion")
 def ntk_statistics(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambda_W=1.0) -> NTKStatistics:
     r"""Leading-order K, Θ, V, D, F, A, B, G¹, H¹ of an MLP for N inputs, layers 1..L (module docstring).
 

@@ -101,6 +101,7 @@ def residual_chi(K, *, xi, gamma, C_W, activation):
     return xi**2 + gamma**2 * C_W * d2
 
 
+@_checks.warns_nonfinite("recursion")
 def residual_kernel_recursion(K1, *, xi, gamma, C_b, C_W, L: int, activation="tanh"):
     r""":math:`K^{(\ell+1)} = \xi^2K^{(\ell)} + \gamma^2(C_b + C_W\langle\sigma\sigma\rangle_{K^{(\ell)}})`.
 
@@ -116,6 +117,7 @@ def residual_kernel_recursion(K1, *, xi, gamma, C_b, C_W, L: int, activation="ta
     _checks.positive(fn, C_W=C_W)
     _checks.positive_int(fn, L=L)
     act = get_activation(activation, fn)
+    _checks.kernel(fn, "K1", K1)
     K1 = jnp.asarray(K1, dtype=jnp.result_type(float))
     scalar = K1.ndim == 0
     K = K1[None, None] if scalar else K1
@@ -138,6 +140,7 @@ def kernel_steps(K1, xi2, g2, C_b, C_W, steps, act):
     return jnp.concatenate([K1[None], Ks], axis=0)
 
 
+@_checks.warns_nonfinite("recursion")
 def residual_vertex_recursion(K1, *, xi, gamma, C_b, C_W, L: int, activation="tanh", closure: str = "full",
                               degree: int = 24):
     r"""Single-input kernel and four-point vertex :math:`(K^{(\ell)}, V^{(\ell)})`, :math:`\ell=1..L`,
@@ -287,6 +290,7 @@ def effective_aspect_ratio(r, gamma, *, activation, xi=None, closure: str = "ful
     return r * nu / residual_nu(1.0, activation=activation, xi=0.0, closure=closure)
 
 
+@_checks.warns_nonfinite("recursion")
 def residual_ntk_recursion(x, *, xi, gamma, C_b, C_W, L: int, activation="tanh", lambda_b=1.0, lambda_W=1.0):
     r"""Infinite-width kernel and NTK mean of the residual MLP for N inputs.
 
@@ -303,6 +307,7 @@ def residual_ntk_recursion(x, *, xi, gamma, C_b, C_W, L: int, activation="tanh",
     _checks.positive(fn, C_W=C_W)
     _checks.positive_int(fn, L=L)
     act = get_activation(activation, fn)
+    _checks.finite(fn, x=x)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     if x.ndim != 2:
         raise _checks.PDLTValueError(f"{fn}: `x` must have shape (N, n0), got {x.shape}")
@@ -380,6 +385,7 @@ def _batch(key, idx, x, n, L, xi, gamma, C_b, C_W, act, method):
     return jax.vmap(lambda i: _one_net(network_key(key, i), x, n, L, xi, gamma, C_b, C_W, act, method))(idx)
 
 
+@_checks.warns_nonfinite("samples")
 def residual_ensemble(key, x, *, n: int, L: int, xi, gamma, C_b, C_W, activation="tanh", n_nets: int,
                       method="conditional", chunk: int = 4096, progress: bool | None = None):
     r"""Single-input ensemble of residual MLPs: per-layer conditional pair statistics and outputs.
@@ -410,6 +416,7 @@ def residual_ensemble(key, x, *, n: int, L: int, xi, gamma, C_b, C_W, activation
     _checks.positive(fn, C_W=C_W)
     act = get_activation(activation, fn)
     _checks.one_of(fn, "method", method, METHODS)
+    _checks.finite(fn, x=x)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     if x.ndim != 1:
         raise _checks.PDLTValueError(f"{fn}: `x` must be one input of shape (n0,), got {x.shape}")

@@ -70,6 +70,7 @@ def _validate(fn, L, alpha, C_W, C_b, activation, skip):
 
 # --------------------------------------------------------------------------- mean kernel
 
+@_checks.warns_nonfinite("recursion")
 def resnet_kernel_recursion(K0, *, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,
                             activation="relu", skip: float = 1.0):
     r"""Infinite-width kernels of the residual stream,
@@ -89,6 +90,7 @@ def resnet_kernel_recursion(K0, *, L: int, alpha: float = 0.5, C_W: float = 1.0,
       PDLTValueError on a bad argument.
     """
     act = _validate("resnet_kernel_recursion", L, alpha, C_W, C_b, activation, skip)
+    _checks.kernel("resnet_kernel_recursion", "K0", K0)
     K0 = jnp.asarray(K0, dtype=jnp.result_type(float))
     scalar = K0.ndim == 0
     K = K0[None, None] if scalar else K0
@@ -97,6 +99,7 @@ def resnet_kernel_recursion(K0, *, L: int, alpha: float = 0.5, C_W: float = 1.0,
     return out[:, 0, 0] if scalar else out
 
 
+@_checks.warns_nonfinite("recursion")
 def resnet_kernel_ode(K0, *, t_grid, C_W: float = 1.0, C_b: float = 0.0, activation="relu",
                       substeps: int = 64):
     r"""The depth-continuum kernel flow :math:`dK/dt = C_b + C_W\langle\sigma\sigma\rangle_{K(t)}`
@@ -116,6 +119,7 @@ def resnet_kernel_ode(K0, *, t_grid, C_W: float = 1.0, C_b: float = 0.0, activat
     t = np.asarray(t_grid, dtype=float)
     if t.ndim != 1 or np.any(t < 0) or np.any(np.diff(t) < 0):
         raise _checks.PDLTValueError(f"{fn}: `t_grid` must be a 1-D non-decreasing array of times >= 0")
+    _checks.kernel(fn, "K0", K0)
     K = jnp.asarray(K0, dtype=jnp.result_type(float))
     scalar = K.ndim == 0
     K = K[None, None] if scalar else K
@@ -162,6 +166,7 @@ def _conditional_batch(key, idx, K0, n, L, g, C_W, C_b, skip, act):
     return jax.vmap(lambda i: _conditional_one(network_key(key, i), K0, n, L, g, C_W, C_b, skip, act))(idx)
 
 
+@_checks.warns_nonfinite("samples")
 def resnet_ensemble(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,
                     activation="relu", skip: float = 1.0, n_nets: int, C_W0: float = 1.0, C_b0: float = 0.0,
                     chunk: int = 2048, progress: bool | None = None):
@@ -186,6 +191,7 @@ def resnet_ensemble(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 
     fn = "resnet_ensemble"
     act = _validate(fn, L, alpha, C_W, C_b, activation, skip)
     _checks.positive_int(fn, n=n, n_nets=n_nets, chunk=chunk)
+    _checks.finite(fn, x=x)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     K0 = input_kernel(x, C_b=C_b0, C_W=C_W0)
     g = branch_multiplier(L, alpha)
@@ -197,6 +203,7 @@ def resnet_ensemble(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 
     return jnp.concatenate(out)[:n_nets]
 
 
+@_checks.warns_nonfinite("samples")
 def resnet_explicit(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,
                     activation="relu", skip: float = 1.0, C_W0: float = 1.0, C_b0: float = 0.0):
     r"""One residual network with every weight sampled; returns the stream :math:`y^{(0..L)}`.
@@ -234,6 +241,8 @@ def _smoothed_relu2(y, t2):
     return np.where(t2 > 0, smooth, np.maximum(y, 0.0)[None, :] ** 2)
 
 
+@_checks.warns_nonfinite("recursion")
+@np.errstate(over="ignore", invalid="ignore")  # an overflow gives inf, reported by warns_nonfinite
 def resnet_fluctuation(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,
                        activation="relu"):
     r"""Leading-order (in 1/n) kernel fluctuation of a residual net, exact in L: the limit
@@ -273,7 +282,7 @@ def resnet_fluctuation(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.
                                      f"got {act.name!r}")
     A, B = act.a_minus**2, act.a_plus**2 - act.a_minus**2               # sigma^2 = A y^2 + B y_+^2
     g2 = branch_multiplier(L, alpha) ** 2
-    K = [float(K0)]
+    K = [np.float64(K0)]
     for _ in range(L):
         K.append(K[-1] + g2 * (C_b + C_W * (A + B / 2) * K[-1]))
     a, b, c, t2 = 0.0, 1.0, np.zeros(0), np.zeros(0)                    # f = a + b y^2 + sum c R_t2
@@ -296,6 +305,7 @@ def resnet_fluctuation(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.
     return float(nvar / K[-1] ** 2), float(K[-1])
 
 
+@_checks.warns_nonfinite("recursion")
 def residual_vertex_closure(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,
                             activation="relu", skip: float = 1.0):
     r"""The quartic (V-only) closure for the four-point vertex of the residual stream, one input:
@@ -323,6 +333,7 @@ def residual_vertex_closure(K0: float, *, L: int, alpha: float = 0.5, C_W: float
     return float((2 * K**2 + V) / K**2), float(K)
 
 
+@_checks.warns_nonfinite("recursion")
 def linear_resnet_log_norm(n: int, L: int, *, alpha: float = 0.5, C_W: float = 1.0, deg: int = 96):
     r"""Exact mean and variance of :math:`\log(Q^{(L)}/Q^{(0)})` for a linear residual net, one input.
 

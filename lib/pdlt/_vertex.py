@@ -93,6 +93,7 @@ def _single_step_terms(act, K, C_W):
     return g, g4 - g * g, chi, g2
 
 
+@_checks.warns_nonfinite("recursion")
 def vertex_recursion(K1, *, C_b: float, C_W: float, L: int, activation="relu", widths=None) -> VertexFlow:
     r"""Single-input K, V, G1 and :math:`\chi_\parallel` for layers 1..L (see the module docstring).
 
@@ -163,6 +164,7 @@ def _moment_tensors(act, K):
     return gaussian_moment_tensor(act.sigma, K, 2), gaussian_moment_tensor(act.sigma, K, 4)
 
 
+@_checks.warns_nonfinite("recursion")
 def vertex_recursion_multi(K1, *, C_b: float, C_W: float, L: int, activation="relu", widths=None) -> VertexFlow:
     r"""K, V and G1 for N inputs at once (PDLT eqs. (4.90) and (4.118) in matrix form; numbering unverified).
 
@@ -194,6 +196,7 @@ def vertex_recursion_multi(K1, *, C_b: float, C_W: float, L: int, activation="re
     K1 = jnp.asarray(K1, jnp.result_type(float))
     if K1.ndim != 2 or K1.shape[0] != K1.shape[1] or K1.shape[0] > 3:
         raise _checks.PDLTValueError(f"{fn}: `K1` must be an (N, N) matrix with N <= 3, got shape {K1.shape}")
+    _checks.kernel(fn, "K1", K1)
     r = _ratios(fn, widths, L)
     step = _multi_step(act.name, float(C_b), float(C_W))
     N = K1.shape[0]
@@ -218,7 +221,7 @@ def _multi_step(name, C_b, C_W):
         J = jax.jacfwd(F)(K).reshape(N * N, N * N)
         H = jax.jacfwd(jax.jacfwd(F))(K).reshape(N * N, N * N, N * N)
         Vf = V.reshape(N * N, N * N)
-        Vn = C_W**2 * (S4.reshape(N * N, N * N) - jnp.outer(S2.ravel(), S2.ravel())) + ratio * J @ Vf @ J.T
+        Vn = C_W * C_W * (S4.reshape(N * N, N * N) - jnp.outer(S2.ravel(), S2.ravel())) + ratio * J @ Vf @ J.T
         Gn = ratio * (J @ G1.ravel() + 0.5 * jnp.einsum("pqr,qr->p", H, Vf))
         return F(K), Vn.reshape((N,) * 4), Gn.reshape(N, N)
 
@@ -262,6 +265,7 @@ def scale_invariant_nu(activation) -> float:
     return 3 * A4 / A2**2 - 1
 
 
+@_checks.warns_nonfinite("recursion")
 def exact_metric_moments(K1, *, C_W: float, widths, activation="relu", order: int = 4):
     r"""Exact :math:`E[(\hat G^{(\ell)})^m]`, m = 1..order, at any widths, for a scale-invariant activation
     with :math:`C_b = 0` (single input; deep linear: PDLT eqs. (3.21)-(3.25); ReLU: §5.4.1).
@@ -301,6 +305,7 @@ def exact_metric_moments(K1, *, C_W: float, widths, activation="relu", order: in
     return out
 
 
+@_checks.warns_nonfinite("recursion")
 def exact_vertex(K1, *, C_W: float, widths, activation="relu"):
     r"""Exact :math:`V^{(\ell)} = n_{\ell-1}\,\mathrm{Var}(\hat G^{(\ell)})` at any width (scale-invariant, C_b = 0);
     at criticality with equal widths, :math:`V^{(\ell)}/K^2 = n[(1+\nu/n)^{\ell-1}-1]`.
@@ -314,6 +319,7 @@ def exact_vertex(K1, *, C_W: float, widths, activation="relu"):
     return nprev * (M[:, 1] - M[:, 0] ** 2)
 
 
+@_checks.warns_nonfinite("recursion")
 def deep_linear_log_metric(K1, *, C_W: float, widths):
     r"""Exact mean and variance of :math:`\log\hat G^{(\ell)}` for a deep linear network (no biases; PDLT §3.4).
 
@@ -345,6 +351,7 @@ def deep_linear_log_metric(K1, *, C_W: float, widths):
 READOUT_KURTOSIS = {"gaussian": 3.0, "rademacher": 1.0, "uniform": 9.0 / 5.0}
 
 
+@_checks.warns_nonfinite("recursion")
 def readout_excess_kurtosis(K1, *, C_b: float, C_W: float, activation="relu", n: int, readout="gaussian"):
     r"""Exact excess kurtosis of a one-hidden-layer output at any width n (Antognini 2019, arXiv:1908.10030;
     with a Gaussian readout it is the book's layer-2 result :math:`3V^{(2)}/(n_1 (K^{(2)})^2)`, PDLT §4.2).

@@ -107,6 +107,7 @@ def _sample(key, s, n_out, n_in, C_W, dtype):
     return (A @ B) * jnp.sqrt(C_W / (r * n_in))
 
 
+@_checks.warns_nonfinite("samples")
 def mlp_forward_with(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W=1.0, activation="tanh",
                      input_sampler: WeightSampler | None = None):
     r"""Preactivations :math:`z^{(1..L)}` of one MLP whose weights come from ``sampler``.
@@ -128,6 +129,7 @@ def mlp_forward_with(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W=1.0
     _checks.nonnegative(fn, C_b=C_b)
     _checks.positive(fn, C_W=C_W)
     act = get_activation(activation, fn)
+    _checks.finite(fn, x=x)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     return _forward(key, x, widths, sampler, float(C_b), float(C_W), act.name, input_sampler or sampler)
 
@@ -196,6 +198,7 @@ def _stiefel_batch(key, idx, x, widths, C_W, act):
     return jax.vmap(lambda i: _stiefel_one(network_key(key, i), x, widths, C_W, act))(idx)
 
 
+@_checks.warns_nonfinite("samples")
 def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W=1.0, activation="tanh",
                              n_nets: int, method: str = "explicit", chunk: int = 512, progress: bool | None = None,
                              input_sampler: WeightSampler | None = None):
@@ -220,6 +223,7 @@ def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0,
     _checks.positive(fn, C_W=C_W)
     _checks.positive_int(fn, n_nets=n_nets, chunk=chunk)
     act = get_activation(activation, fn)
+    _checks.finite(fn, x=x)
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     if x.ndim != 2:
         raise _checks.PDLTValueError(f"{fn}: `x` must have shape (N, n0), got {x.shape}")
@@ -240,6 +244,7 @@ def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0,
     return jnp.concatenate(out)[:n_nets]
 
 
+@_checks.warns_nonfinite("recursion")
 def weights_vertex_recursion(K1: float, *, L: int, C_W: float, C_b: float = 0.0, activation="tanh",
                      weights: str = "gaussian"):
     r"""Leading-order single-input kernel K and four-point vertex V (:math:`n\mathrm{Var}[\hat G^{(\ell)}]`).

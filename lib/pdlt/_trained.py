@@ -494,36 +494,44 @@ def trained_mean_correction(Theta, K, y, n_train: int, *, P, Q, R, H1=None, A=No
 
 
 def trained_mean_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="tanh", lambda_b=1.0,
-                                   lambda_W=1.0, algorithm: str = "leap-fixed", parts: bool = False):
+                                   lambda_W=1.0, algorithm="leap-fixed", parts: bool = False):
     r""":func:`trained_mean_correction` for a depth-two network (one hidden layer of width n, one output), all tensors exact.
 
     Computes K, Θ, P, Q (:func:`pdlt.dntk_statistics`), R (:func:`pdlt.ddntk_second_layer`) and, for ``"leap"``,
     A, B, H¹ (:func:`pdlt.ntk_statistics`) on the training inputs plus one test input at a time (the tensors
-    are implemented for N <= 3 inputs, so ``n_train <= 2``).
+    are implemented for N <= 3 inputs, so ``n_train <= 2``). Smooth activations (the expansion needs three
+    derivatives; the dNTK is taken "almost everywhere", which for a smooth activation is exact).
 
     Args: x_train ``(n_train, n0)``, y ``(n_train,)``, x_test ``(N_D, n0)``; the rest as in :func:`pdlt.ntk_statistics`.
-    Returns: ``(N_D,)`` coefficients of 1/n (with ``parts``: a dict of such arrays).
+      algorithm: one name of :data:`TRAINED_ALGORITHMS`, or a tuple of names (the tensors computed once).
+    Returns: ``(N_D,)`` coefficients of 1/n (with ``parts``: a dict of such arrays); for a tuple of
+      algorithms, a dict keyed by algorithm.
     """
     from ._dntk_stats import ddntk_second_layer, dntk_statistics
     from ._ntk_stats import ntk_statistics
 
     fn = "trained_mean_correction_depth2"
-    _checks.one_of(fn, "algorithm", algorithm, TRAINED_ALGORITHMS)
+    algs = (algorithm,) if isinstance(algorithm, str) else tuple(algorithm)
+    for a in algs:
+        _checks.one_of(fn, "algorithm", a, TRAINED_ALGORITHMS)
     x_train, x_test = jnp.asarray(x_train), jnp.asarray(x_test)
     nA = x_train.shape[0]
     if nA > 2:
         raise _checks.PDLTValueError(f"{fn}: at most 2 training inputs (the dNTK tensors need N <= 3), got {nA}")
     kw = dict(C_b=C_b, C_W=C_W, activation=activation, lambda_b=lambda_b, lambda_W=lambda_W)
-    out = []
+    out = {a: [] for a in algs}
     for d in range(x_test.shape[0]):
         x = jnp.concatenate([x_train, x_test[d:d + 1]])
         st = dntk_statistics(x, L=2, kink="almost-everywhere", **kw)
         R = ddntk_second_layer(x, kink="almost-everywhere", **kw)["R"]
         extra = {}
-        if algorithm == "leap":
+        if "leap" in algs:
             ns = ntk_statistics(x, L=2, **kw)
             extra = dict(H1=ns.H1[-1], A=ns.A[-1], B=ns.B[-1])
-        out.append(trained_mean_correction(st.Theta[-1], st.K[-1], jnp.asarray(y), nA, P=st.P[-1], Q=st.Q[-1],
-                                           R=R, algorithm=algorithm, parts=True, **extra))
-    res = {k: jnp.concatenate([o[k] for o in out]) for k in out[0]}
-    return res if parts else res["total"]
+        for a in algs:
+            out[a].append(trained_mean_correction(st.Theta[-1], st.K[-1], jnp.asarray(y), nA, P=st.P[-1],
+                                                  Q=st.Q[-1], R=R, algorithm=a, parts=True, **extra))
+    res = {a: {k: jnp.concatenate([o[k] for o in out[a]]) for k in out[a][0]} for a in algs}
+    if not parts:
+        res = {a: r["total"] for a, r in res.items()}
+    return res[algorithm] if isinstance(algorithm, str) else res

@@ -158,3 +158,85 @@ def test_ntk_mean_shift_coefficient_limits():
     g, w = np.polynomial.hermite_e.hermegauss(40)
     Ef = sum(wi * float(f(Th + gi * S / np.sqrt(n))) for gi, wi in zip(g, w)) / np.sqrt(2 * np.pi)
     np.testing.assert_allclose(n * (Ef - float(f(Th))), float(b2), rtol=1e-3)
+
+
+def _task2(seed=7):
+    xA, yA, xD, _ = pdlt.learning.synthetic_task(jax.random.fold_in(jax.random.key(0), seed), n_train=2,
+                                                 n_test=2, n0=3)
+    return xA, yA, xD
+
+
+def test_trained_mean_correction_last_layer_only_is_exact_kernel():
+    """Trained in the last layer only (first-layer rates 0) a depth-two net is linear in its parameters:
+    one fixed-kappa leap lands exactly on z - H_hat kappa eps, whose mean is m_inf at any width; the
+    theory's dNTK and ddNTK terms vanish and its total is the NTK part alone."""
+    xA, yA, xD = _task2()
+    x = jnp.concatenate([xA, xD])
+    rates = dict(lambda_b=[0.0, 0.5], lambda_W=[0.0, 1.0])
+    kw = dict(C_b=0.1, C_W=1.5, activation="tanh", **rates)
+    rs = pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xD, algorithm=("leap-fixed", "leap"),
+                                                      parts=True, **kw)
+    for r in rs.values():
+        np.testing.assert_allclose(r["dntk"], 0.0, atol=1e-12)
+        np.testing.assert_allclose(r["ddntk"], 0.0, atol=1e-12)
+        np.testing.assert_allclose(r["total"], r["ntk"], atol=1e-12)
+    np.testing.assert_allclose(rs["leap-fixed"]["total"], 0.0, atol=1e-12)
+    Th = pdlt.ntk_recursion(x, C_b=0.1, C_W=1.5, L=2, activation="tanh", **rates)[1][-1]
+    kap = jnp.linalg.inv(Th[:2, :2])
+    P = pdlt.learning.init_ensemble(jax.random.key(3), 3, [7, 1], C_b=0.1, C_W=1.5, n_nets=3)
+    PT = pdlt.learning.giant_leap_ensemble(P, xA, yA, activation="tanh", kappa=kap, **rates)
+    H = pdlt.learning.stacked_ntk(P, x, "tanh", **rates)[:, 0, 0]
+    z0 = pdlt.learning.ensemble_apply(P, x, "tanh")[:, :, 0]
+    lin = z0 - jnp.einsum("sda,ab,sb->sd", H[:, :, :2], kap, z0[:, :2] - yA[None, :, 0])
+    np.testing.assert_allclose(pdlt.learning.ensemble_apply(PT, x, "tanh")[:, :, 0], lin, atol=1e-10)
+
+
+def test_trained_mean_correction_odd_in_targets_and_vanishes_at_large_width():
+    xA, yA, xD = _task2()
+    kw = dict(C_b=0.0, C_W=1.0, activation="tanh", lambda_b=0.0, lambda_W=1.0)
+    algs = ("leap-fixed", "leap")
+    bs = pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xD, algorithm=algs, **kw)
+    bms = pdlt.learning.trained_mean_correction_depth2(xA, -yA[:, 0], xD, algorithm=algs, **kw)
+    for alg in algs:
+        b, bm = bs[alg], bms[alg]
+        np.testing.assert_allclose(bm, -b, atol=1e-12)
+        assert np.all(np.isfinite(b)) and np.max(np.abs(b)) > 0.05
+        # E z_T - m_inf = b / n -> 0: the width enters only as the prefactor
+        assert np.max(np.abs(b)) / 10**6 < 1e-6
+
+
+def test_trained_mean_correction_against_trained_tanh_ensemble():
+    """Depth two, tanh, one fixed-kappa leap: n (E z_T - m_inf) against the theory (4.5 SE), with the
+    network's own one-step linear model z - H_hat kappa eps (mean m_inf exactly at depth two) as control."""
+    xA, yA, xD = _task2()
+    x = jnp.concatenate([xA, xD])
+    kw = dict(C_b=0.0, C_W=1.0, activation="tanh", lambda_b=0.0, lambda_W=1.0)
+    r = pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xD, parts=True, **kw)
+    rates = dict(lambda_b=0.0, lambda_W=1.0)
+    Th = pdlt.ntk_recursion(x, C_b=0.0, C_W=1.0, L=2, activation="tanh", **rates)[1][-1]
+    kap = jnp.linalg.inv(Th[:2, :2])
+    n, S = 64, 4000
+    P = pdlt.learning.init_ensemble(jax.random.key(5), 3, [n, 1], C_b=0.0, C_W=1.0, n_nets=S)
+    PT = pdlt.learning.giant_leap_ensemble(P, xA, yA, activation="tanh", kappa=kap, **rates)
+    H = pdlt.learning.stacked_ntk(P, x, "tanh", **rates)[:, 0, 0]
+    z0 = pdlt.learning.ensemble_apply(P, x, "tanh")[:, 2:, 0]
+    eps = pdlt.learning.ensemble_apply(P, xA, "tanh")[:, :, 0] - yA[None, :, 0]
+    lin = z0 - jnp.einsum("sda,ab,sb->sd", H[:, 2:, :2], kap, eps)
+    d = n * np.asarray(pdlt.learning.ensemble_apply(PT, xD, "tanh")[:, :, 0] - lin)
+    m, se = d.mean(0), d.std(0, ddof=1) / np.sqrt(S)
+    b = np.asarray(r["total"])
+    assert np.all(np.abs(m - b) < 4.5 * se), (m, se, b)
+    assert np.abs(b[0]) > 9 * se[0] and np.abs(r["ddntk"][0]) > 4.5 * se[0]
+
+
+def test_trained_mean_correction_bad_inputs():
+    xA, yA, xD = _task2()
+    with pytest.raises(pdlt.PDLTValueError):
+        pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xD, C_b=0.0, C_W=1.0, algorithm="gd")
+    N = 3
+    z = jnp.zeros((N,) * 4)
+    with pytest.raises(pdlt.PDLTValueError):
+        pdlt.learning.trained_mean_correction(jnp.eye(N), jnp.eye(N), jnp.ones(2), 2, P=z, Q=z, R=z,
+                                              algorithm="leap")
+    with pytest.raises(pdlt.PDLTValueError):
+        pdlt.learning.trained_mean_correction(jnp.eye(N), jnp.eye(N), jnp.ones(2), 2, P=z[0], Q=z, R=z)

@@ -46,7 +46,8 @@ from ._training import _update, init_ensemble, ensemble_apply
 
 __all__ = ["giant_leap", "giant_leap_ensemble", "linear_control", "control_variate_mean",
            "control_variate_cov", "untrained_linear_cov", "fit_inverse_width", "trained_outputs", "nearly_kernel_prediction",
-           "quadratic_model_apply", "train_quadratic_explicit", "model_ntk_dntk", "ntk_mean_shift_coefficient"]
+           "quadratic_model_apply", "train_quadratic_explicit", "model_ntk_dntk", "ntk_mean_shift_coefficient",
+           "trained_mean_correction", "trained_mean_correction_depth2"]
 
 
 def _flat_ntk(params, x, activation, lb, lw):
@@ -391,3 +392,146 @@ def ntk_mean_shift_coefficient(Theta, H1, A, B, y, n_train: int):
     J = jax.jacfwd(f)(Theta)
     Hs = jax.jacfwd(jax.jacfwd(f))(Theta)
     return jnp.einsum("dab,ab->d", J, H1) + 0.5 * jnp.einsum("dabce,abce->d", Hs, C)
+
+
+TRAINED_ALGORITHMS = ("leap-fixed", "leap")
+
+
+def _dntk_z_second_derivative(P, Q):
+    r""":math:`n\,E[M_{\delta;\alpha\beta}z_\gamma]` ``[d, a, b, g]`` for one output neuron, from the dNTK's P and Q.
+
+    With :math:`n\,E[\widehat{dH}_{a_0a_1a_2}z_{a_3}] = P_{a_0a_1a_2a_3} + Q_{a_0a_1a_2a_3} + Q_{a_0a_2a_1a_3}` (one output
+    neuron, :func:`pdlt.dntk_statistics` convention) and :math:`M_{a;bc} = \tfrac12(dH_{cab} + dH_{bac} - dH_{abc})`.
+    """
+    G = P + Q + jnp.einsum("acbd->abcd", Q)
+    return 0.5 * (jnp.einsum("cabd->abcd", G) + jnp.einsum("bacd->abcd", G) - G)
+
+
+def trained_mean_correction(Theta, K, y, n_train: int, *, P, Q, R, H1=None, A=None, B=None,
+                            algorithm: str = "leap-fixed", parts: bool = False):
+    r"""The :math:`1/n` coefficient of :math:`\mathbb E[z_\delta(T)] - m^\infty_\delta` after one second-order step (MSE; ours).
+
+    The step is :math:`\Delta\theta_\mu = -\sum_\nu\lambda_{\mu\nu}\,\partial_\nu z_{\alpha}\,\kappa^{\alpha\beta}\epsilon_\beta`,
+    :math:`\epsilon = z_A - y`, one output neuron, with ``algorithm``:
+
+    * ``"leap-fixed"``: :math:`\kappa = \Theta_{AA}^{-1}` (the infinite-width NTK, fixed);
+    * ``"leap"``: :math:`\kappa = \hat H_{AA}^{-1}` (the network's own NTK at initialization; :func:`giant_leap`).
+
+    Derivation (ours; the book's §∞.2 treats the same problem, its printed result is not used here).
+    Taylor-expand the test output in :math:`\Delta\theta` to third order, with :math:`c = \kappa\epsilon`,
+    :math:`M_{\delta;\alpha\beta} = \partial^2z_\delta[\lambda\partial z_\alpha,\lambda\partial z_\beta]` (the dNTK,
+    :math:`\widehat{dH}_{a_0a_1a_2} = M_{a_1;a_2a_0} + M_{a_2;a_1a_0}`) and the ddNTK
+    :math:`\widehat{ddI}_{\delta\alpha\beta\gamma} = \partial^3z_\delta[\lambda\partial z_\alpha,\lambda\partial z_\beta,\lambda\partial z_\gamma]`:
+
+    .. math:: z_\delta(T) = z_\delta - \hat H_{\delta A}c + \tfrac12 M_{\delta;\alpha\beta}c_\alpha c_\beta
+              - \tfrac16\widehat{ddI}_{\delta\alpha\beta\gamma}c_\alpha c_\beta c_\gamma + \dots
+
+    Flipping the last layer's weights and bias maps a product of m derivative tensors of z to
+    :math:`(-1)^m` times itself, so every mean with an odd total number of z-factors vanishes
+    (:math:`z`: 1, :math:`\hat H`: 2, :math:`M`, :math:`\widehat{dH}`: 3, :math:`\widehat{ddI}`: 4). With
+    :math:`c^0 = \Theta_{AA}^{-1}y` this leaves, at order :math:`1/n`,
+
+    .. math:: n\,(\mathbb E z_\delta(T) - m^\infty_\delta) = b^{\rm NTK}_\delta
+              - n\,E[M_{\delta;\alpha\beta}z_\gamma]\,(\Theta^{-1}_{AA})_{\alpha\gamma}c^0_\beta
+              + R^{(3)}_{\delta\alpha\beta\gamma}\big[\tfrac16c^0_\alpha c^0_\beta c^0_\gamma
+              + \tfrac12(\Theta_{AA}^{-1}K_{AA}\Theta_{AA}^{-1})_{\alpha\beta}c^0_\gamma\big],
+
+    * the NTK term :math:`b^{\rm NTK}`: for the fixed :math:`\kappa`, :math:`H^{\{1\}}_{\delta A}c^0` (only the NTK's mean
+      shift: :math:`\kappa` is fixed and :math:`E[\hat H z] = 0`); for the own-NTK leap, the expansion of
+      :math:`E[\hat H_{\delta A}\hat H_{AA}^{-1}]y` to second order, :func:`ntk_mean_shift_coefficient` (H¹, A, B);
+    * the dNTK term: :math:`n E[M z]` from P, Q (:func:`_dntk_z_second_derivative`); the dNTK-z-z correlators
+      vanish by parity, and for the own-NTK leap the dNTK-NTK-z correlator is :math:`O(1/n^2)`;
+    * the ddNTK term: :math:`n E[\widehat{ddI}_{0123}] = R^{(3)}_{0123} = R_{0123} + R_{0231} + R_{0312}`; the
+      correlator :math:`E[\widehat{ddI}\,zz] = E[\widehat{ddI}]\,K + O(1/n^2)` (its connected part needs four weights
+      of one neuron, derived at depth two). S, T, U (the ddNTK built from two second derivatives) do not
+      enter one step; they enter multi-step algorithms (not implemented).
+
+    Dropped: fourth and higher derivatives (:math:`O(1/n^2)`), the :math:`O(1/n)` shift of K in the ddNTK term
+    (:math:`O(1/n^2)`). At depth two every input tensor is exact (:math:`H^{\{1\}} = 0` there); deeper
+    networks need R at that depth (the formula itself is depth-independent, given the tensors).
+    Kinked activations: the expansion assumes three derivatives; a ReLU network crossing kinks during
+    the step is not covered.
+
+    Args:
+      Theta, K: ``(N, N)`` NTK and kernel of the output layer (training inputs first).
+      y: ``(n_train,)`` targets. P, Q, R: ``(N,)*4`` in the :func:`pdlt.dntk_statistics` /
+        :func:`pdlt.ddntk_second_layer` conventions (coefficients of 1/n).
+      H1: ``(N, N)`` NTK mean shift (default 0, exact at depth two). A, B: needed for ``"leap"``.
+      parts: also return the three terms separately.
+    Returns: ``(N - n_train,)`` coefficient for the test inputs; with ``parts`` a dict ``total, ntk, dntk, ddntk``.
+    """
+    fn = "trained_mean_correction"
+    _checks.one_of(fn, "algorithm", algorithm, TRAINED_ALGORITHMS)
+    _split(Theta, n_train, fn)
+    Theta, K, y, P, Q, R = (jnp.asarray(v) for v in (Theta, K, y, P, Q, R))
+    N = Theta.shape[0]
+    if y.shape != (n_train,) or K.shape != (N, N):
+        raise _checks.PDLTValueError(f"{fn}: need K (N, N) and y (n_train,); got {K.shape}, {y.shape}")
+    for name, v in (("P", P), ("Q", Q), ("R", R)):
+        if v.shape != (N,) * 4:
+            raise _checks.PDLTValueError(f"{fn}: `{name}` must have shape {(N,) * 4}, got {v.shape}")
+    H1 = jnp.zeros_like(Theta) if H1 is None else jnp.asarray(H1)
+    a = slice(0, n_train)
+    kap = jnp.linalg.inv(Theta[a, a])
+    c0 = kap @ y
+    if algorithm == "leap":
+        if A is None or B is None:
+            raise _checks.PDLTValueError(f"{fn}: algorithm 'leap' needs the NTK fluctuation tensors A and B")
+        ntk = ntk_mean_shift_coefficient(Theta, H1, A, B, y, n_train)
+    else:
+        ntk = (H1[:, a] @ c0)[n_train:]
+    EMz = _dntk_z_second_derivative(P, Q)[:, a, a, a]
+    dntk = -jnp.einsum("dabg,ag,b->d", EMz, kap, c0)[n_train:]
+    R3 = R + jnp.einsum("acdb->abcd", R) + jnp.einsum("adbc->abcd", R)
+    R3 = R3[:, a, a, a]
+    X = kap @ K[a, a] @ kap
+    ddntk = (jnp.einsum("dabg,a,b,g->d", R3, c0, c0, c0) / 6
+             + 0.5 * jnp.einsum("dabg,ab,g->d", R3, X, c0))[n_train:]
+    total = ntk + dntk + ddntk
+    if parts:
+        return {"total": total, "ntk": ntk, "dntk": dntk, "ddntk": ddntk}
+    return total
+
+
+def trained_mean_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="tanh", lambda_b=1.0,
+                                   lambda_W=1.0, algorithm="leap-fixed", parts: bool = False):
+    r""":func:`trained_mean_correction` for a depth-two network (one hidden layer of width n, one output), all tensors exact.
+
+    Computes K, Θ, P, Q (:func:`pdlt.dntk_statistics`), R (:func:`pdlt.ddntk_second_layer`) and, for ``"leap"``,
+    A, B, H¹ (:func:`pdlt.ntk_statistics`) on the training inputs plus one test input at a time (the tensors
+    are implemented for N <= 3 inputs, so ``n_train <= 2``). Smooth activations (the expansion needs three
+    derivatives; the dNTK is taken "almost everywhere", which for a smooth activation is exact).
+
+    Args: x_train ``(n_train, n0)``, y ``(n_train,)``, x_test ``(N_D, n0)``; the rest as in :func:`pdlt.ntk_statistics`.
+      algorithm: one name of :data:`TRAINED_ALGORITHMS`, or a tuple of names (the tensors computed once).
+    Returns: ``(N_D,)`` coefficients of 1/n (with ``parts``: a dict of such arrays); for a tuple of
+      algorithms, a dict keyed by algorithm.
+    """
+    from ._dntk_stats import ddntk_second_layer, dntk_statistics
+    from ._ntk_stats import ntk_statistics
+
+    fn = "trained_mean_correction_depth2"
+    algs = (algorithm,) if isinstance(algorithm, str) else tuple(algorithm)
+    for a in algs:
+        _checks.one_of(fn, "algorithm", a, TRAINED_ALGORITHMS)
+    x_train, x_test = jnp.asarray(x_train), jnp.asarray(x_test)
+    nA = x_train.shape[0]
+    if nA > 2:
+        raise _checks.PDLTValueError(f"{fn}: at most 2 training inputs (the dNTK tensors need N <= 3), got {nA}")
+    kw = dict(C_b=C_b, C_W=C_W, activation=activation, lambda_b=lambda_b, lambda_W=lambda_W)
+    out = {a: [] for a in algs}
+    for d in range(x_test.shape[0]):
+        x = jnp.concatenate([x_train, x_test[d:d + 1]])
+        st = dntk_statistics(x, L=2, kink="almost-everywhere", **kw)
+        R = ddntk_second_layer(x, kink="almost-everywhere", **kw)["R"]
+        extra = {}
+        if "leap" in algs:
+            ns = ntk_statistics(x, L=2, **kw)
+            extra = dict(H1=ns.H1[-1], A=ns.A[-1], B=ns.B[-1])
+        for a in algs:
+            out[a].append(trained_mean_correction(st.Theta[-1], st.K[-1], jnp.asarray(y), nA, P=st.P[-1],
+                                                  Q=st.Q[-1], R=R, algorithm=a, parts=True, **extra))
+    res = {a: {k: jnp.concatenate([o[k] for o in out[a]]) for k in out[a][0]} for a in algs}
+    if not parts:
+        res = {a: r["total"] for a, r in res.items()}
+    return res[algorithm] if isinstance(algorithm, str) else res

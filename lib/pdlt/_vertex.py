@@ -27,7 +27,7 @@ Exact results at any width (:func:`exact_metric_moments`): for a scale-invariant
 from __future__ import annotations
 
 import math
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax
@@ -208,6 +208,7 @@ def vertex_recursion_multi(K1, *, C_b: float, C_W: float, L: int, activation="re
     return VertexFlow(jnp.stack(Ks), jnp.stack(Vs), jnp.stack(Gs), None)
 
 
+@lru_cache(maxsize=64)   # one compiled step per (activation, C_b, C_W), not one per call
 def _multi_step(name, C_b, C_W):
     act = get_activation(name)
 

@@ -37,6 +37,9 @@ def test_first_layer_zero_and_second_layer_exact(activation, N, C_b, C_W):
         assert float(jnp.max(jnp.abs(getattr(st, k)[0]))) == 0.0
         np.testing.assert_allclose(getattr(st, k)[1], two[k], rtol=1e-5, atol=1e-5)
     assert float(jnp.max(jnp.abs(st.S[2] - st.S[1]))) > 0.1     # the third layer is not the second
+    bare = ddntk_statistics(x, C_b=C_b, C_W=C_W, L=3, activation=activation, feed_in=False, **RATES)
+    for k in "RSTU":                                              # without feed-in: the depth-two form only
+        np.testing.assert_allclose(getattr(bare, k)[1], two[k], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("activation,N,C_b,C_W", CASES)
@@ -103,17 +106,23 @@ def fit_intercepts(x, widths, L, n_nets, **kw):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("activation,N,L,C_b,C_W", [("tanh", 1, 3, 0.1, 1.2), ("tanh", 2, 3, 0.1, 1.2),
-                                                   ("tanh", 1, 4, 0.1, 1.2), ("gelu", 2, 3, 0.1, 1.6)])
+                                                   ("tanh", 1, 4, 0.1, 1.2), ("gelu", 2, 3, 0.1, 1.6),
+                                                   ("relu", 2, 3, 0.0, 2.0)])
 def test_intercepts_against_recursion(activation, N, L, C_b, C_W):
     """n * (ensemble mean) at widths 16, 32, 64 fitted a + b/n: each intercept within 4.5 SE of the recursion,
-    and the largest component of each tensor rejects the depth-two value (the recursion without its feed-in)."""
+    and the largest component of each tensor rejects the recursion without its layer-ℓ feed-in (ReLU, almost
+    everywhere: R = U = 0 in every network)."""
     x = _inputs(N)
     kw = dict(C_b=C_b, C_W=C_W, activation=activation, lambda_b=0.5, lambda_W=1.0)
     th = ddntk_statistics(x, L=L, **kw)
+    bare = ddntk_statistics(x, L=L, feed_in=False, **kw)
     fit = fit_intercepts(x, [16, 32, 64], L, 2000, **kw)
     for k in "RSTU":
         a, se, t = fit[k], fit[k + "_se"], np.asarray(getattr(th, k)[-1])
+        if activation == "relu" and k in "RU":
+            assert float(np.max(np.abs(a))) == 0.0 and float(np.max(np.abs(t))) == 0.0
+            continue
         dev = np.abs(a - t) / se
         assert np.max(dev) < Z, (k, float(np.max(dev)))
         c = np.unravel_index(np.argmax(np.abs(t)), t.shape)
-        assert abs(float(a[c] - getattr(th, k)[1][c])) > Z * float(se[c]), (k, "depth-two value not rejected")
+        assert abs(float(a[c] - getattr(bare, k)[-1][c])) > Z * float(se[c]), (k, "the bare recursion is not rejected")

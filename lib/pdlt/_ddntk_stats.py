@@ -172,7 +172,7 @@ def _step(m, Th, F, B, R, S, Tl, Ul, Pc, Qc, C, lw):
 
 
 def ddntk_statistics(x, *, C_b, C_W, L: int, activation="tanh", lambda_b=1.0, lambda_W=1.0,
-                     kink: str = "almost-everywhere") -> DDNTKStatistics:
+                     kink: str = "almost-everywhere", feed_in: bool = True) -> DDNTKStatistics:
     r"""Leading-order R, S, T, U (and the dNTK halves :math:`\mathcal P, \mathcal Q`) of layers 1..L for N <= 3 inputs.
 
     The recursion of the module docstring (ours), fed by K, Θ, F, B of :func:`pdlt.dntk_statistics`.
@@ -183,6 +183,8 @@ def ddntk_statistics(x, *, C_b, C_W, L: int, activation="tanh", lambda_b=1.0, la
         or a scale-invariant one with N <= 2 and ``kink="almost-everywhere"``.
       lambda_b, lambda_W: learning rates, scalars or per-layer sequences of length L.
       kink: only ``"almost-everywhere"`` (the delta functions of a kinked σ'' are not implemented).
+      feed_in: ``False`` drops every layer-:math:`\ell` finite-width tensor (B, F, :math:`\mathcal P, \mathcal Q`, R, S, T, U)
+        from the right-hand side, leaving the diagonal (depth-two) terms at :math:`K^{(\ell)}, \Theta^{(\ell)}`: a null, not a theory.
     Returns: :class:`DDNTKStatistics` (coefficients of 1/n; layer 1 zero; layer 2 equal to :func:`pdlt.ddntk_second_layer`).
     Raises: PDLTValueError before any compute for bad arguments or an activation without the needed derivatives.
     """
@@ -207,8 +209,10 @@ def ddntk_statistics(x, *, C_b, C_W, L: int, activation="tanh", lambda_b=1.0, la
     for ell in range(1, L):
         m = _moments(st.K[ell - 1], act.name)
         R, S, Tl, Ul, Pc, Qc = cur
-        cur = _step(m, st.Theta[ell - 1], st.F[ell - 1], st.B[ell - 1], R, S, Tl, Ul, Pc, Qc,
-                    float(C_W), float(lw[ell]))
+        F, B = st.F[ell - 1], st.B[ell - 1]
+        if not feed_in:
+            F, B, R, S, Tl, Ul, Pc, Qc = (z4,) * 8
+        cur = _step(m, st.Theta[ell - 1], F, B, R, S, Tl, Ul, Pc, Qc, float(C_W), float(lw[ell]))
         out.append(cur)
     R, S, Tl, Ul, Pc, Qc = (jnp.stack([o[k] for o in out]) for k in range(6))
     # T[e0,e1,e2,e3] = T_{1342} = Tl[e0,e3,e1,e2]; U[e0,e1,e2,e3] = U_{1423} = Ul[e0,e2,e3,e1]

@@ -65,11 +65,12 @@ and, from the forward equation of :math:`\hat G`,
 
 Every tensor vanishes in the first layer (linear in its parameters); at depth two the recursion reproduces
 :func:`pdlt.ddntk_second_layer` (exact there). Neither A, D, V nor P, Q themselves enter, only their halves
-:math:`\mathcal P, \mathcal Q`. A deep linear network (σ'' = 0) keeps only S and T, with closed forms in
-:func:`deep_linear_ddntk_closed_form`.
+:math:`\mathcal P, \mathcal Q`. A deep linear network (σ'' = 0) keeps only S and T at this order, with closed forms in
+:func:`deep_linear_ddntk_closed_form` (its R and U are O(1/n²): a third derivative across three layers' weights
+does not vanish in one network, but its mean does at order 1/n).
 
 Kinks: σ'' of ReLU-like activations is a delta function. Only ``kink="almost-everywhere"`` is implemented for them
-(σ'' = σ''' = 0 in the explicit derivatives, as the per-network autodiff ddNTK computes; the Stein derivatives
+(σ'' = σ''' = 0 in the explicit derivatives, as the per-network autodiff ddNTK computes, so R = U = 0 at order 1/n; the Stein derivatives
 :math:`D_\beta` of σ' stay distributional, since they describe the Gaussian law of z, not a derivative of the network).
 """
 from __future__ import annotations
@@ -220,7 +221,7 @@ def ddntk_statistics(x, *, C_b, C_W, L: int, activation="tanh", lambda_b=1.0, la
 
 
 def deep_linear_ddntk_closed_form(ell, *, K, lambda_b=1.0, lambda_W=1.0) -> dict:
-    r"""R, S, T, U of a deep linear network at :math:`C_W = 1`, :math:`C_b = 0`, constant rates (ours), layer ``ell``.
+    r"""Leading-order R, S, T, U of a deep linear network at :math:`C_W = 1`, :math:`C_b = 0`, constant rates (ours), layer ``ell``.
 
     With σ' = 1, σ'' = 0 the recursion keeps :math:`S' = S + \lambda_W(\Theta_{13}\Theta_{24} + B_{1234})` and
     :math:`T'_{1342} = T_{1342} + \lambda_W^2(K_{34}\Theta_{12} + F_{1324}) + \lambda_W(\mathcal Q_{2;14;3} + \mathcal Q_{1;23;4})`, with

@@ -36,6 +36,7 @@ TABLE = {
     "_ntk_fluctuations": "theory",
     "_ntk_stats": "theory",
     "_dntk_stats": "theory",
+    "_ddntk_stats": "theory",
     "_residual": "theory",
     "_resnet_scaling": "theory",
     "_nearly_gaussian": "theory",

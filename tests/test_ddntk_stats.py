@@ -133,3 +133,16 @@ def test_intercepts_against_recursion(activation, N, L, C_b, C_W):
             powered.append(k)
             assert abs(float(a[c] - getattr(bare, k)[-1][c])) > Z * float(se[c]), (k, "the bare recursion is not rejected")
     assert len(powered) >= 2, f"the feed-in is resolved only in {powered}"
+
+
+def test_dntk_and_ddntk_recursions_warn_on_non_finite_results():
+    """An overflowing recursion (huge C_W, deep) warns once, naming the function."""
+    import warnings
+
+    x = np.array([[0.6, -0.4, 1.1]])
+    for f in (pdlt.theory.dntk_statistics, pdlt.theory.ddntk_statistics):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            f(x, C_b=0.0, C_W=1e30, L=14, activation="gelu")
+        msgs = [str(w.message) for w in rec if issubclass(w.category, RuntimeWarning)]
+        assert len(msgs) == 1 and f.__name__ in msgs[0], msgs

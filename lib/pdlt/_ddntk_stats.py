@@ -172,6 +172,7 @@ def _step(m, Th, F, B, R, S, Tl, Ul, Pc, Qc, C, lw):
     return Rn, Sn, Tn, Un, Pn, Qn
 
 
+@_checks.warns_nonfinite("recursion")
 def ddntk_statistics(x, *, C_b, C_W, L: int, activation="tanh", lambda_b=1.0, lambda_W=1.0,
                      kink: str = "almost-everywhere", feed_in: bool = True) -> DDNTKStatistics:
     r"""Leading-order R, S, T, U (and the dNTK halves :math:`\mathcal P, \mathcal Q`) of layers 1..L for N <= 3 inputs.

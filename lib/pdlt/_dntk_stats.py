@@ -288,6 +288,7 @@ def _validate_common(fn, x, L, C_b, C_W, lambda_b, lambda_W, kink):
     return x, lb, lw
 
 
+@_checks.warns_nonfinite("recursion")
 def dntk_statistics(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambda_W=1.0,
                     kink: str = "distributional") -> DNTKStatistics:
     r"""Leading-order K, Θ, F, B, P, Q of layers 1..L for N <= 3 inputs (module docstring; PDLT §11.2).
@@ -325,6 +326,7 @@ def dntk_statistics(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lam
 
 # --------------------------------------------------------------------------- one input, any depth
 
+@_checks.warns_nonfinite("recursion")
 def dntk_statistics_single(x, *, C_b, C_W, L: int, activation="relu", lambda_b=1.0, lambda_W=1.0) -> dict:
     r"""Single-input P and Q for layers 1..L, vectorized over layers (any depth, e.g. :math:`L = 10^4`).
 
@@ -448,6 +450,7 @@ def kstar0_dntk_slopes(*, lambda_b=0.0) -> dict:
 
 # --------------------------------------------------------------------------- ddNTK means at the second layer
 
+@_checks.warns_nonfinite("recursion")
 def ddntk_second_layer(x, *, C_b, C_W, activation="tanh", lambda_b=1.0, lambda_W=1.0, kink: str = "almost-everywhere") -> dict:
     r"""R, S, T, U of the second layer (exact at any width; ours), for N <= 3 inputs.
 

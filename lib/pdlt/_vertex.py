@@ -372,6 +372,8 @@ def readout_excess_kurtosis(K1, *, C_b: float, C_W: float, activation="relu", n:
     _checks.nonnegative(fn, C_b=C_b)
     _checks.positive_int(fn, n=n)
     K1 = jnp.asarray(K1, jnp.result_type(float))
-    s2 = float(dense_expectation(lambda z: act.sigma(z) ** 2, K1))
-    s4 = float(dense_expectation(lambda z: act.sigma(z) ** 4, K1))
-    return C_W**2 * (READOUT_KURTOSIS[readout] * s4 - 3 * s2**2) / (n * (C_b + C_W * s2) ** 2)
+    s2 = np.float64(dense_expectation(lambda z: act.sigma(z) ** 2, K1))
+    s4 = np.float64(dense_expectation(lambda z: act.sigma(z) ** 4, K1))
+    Cw = np.float64(C_W)     # NumPy arithmetic: an overflow gives inf (and the one warning), not OverflowError
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(Cw**2 * (READOUT_KURTOSIS[readout] * s4 - 3 * s2**2) / (n * (C_b + Cw * s2) ** 2))

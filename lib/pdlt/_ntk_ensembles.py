@@ -116,12 +116,18 @@ def ntk_conditional_samples(key, x, *, n: int, L: int, C_b, C_W, activation="rel
       ``mu`` (E[H_ii | previous layer]), ``G`` (conditional metric), ``b2`` (E[H_ik^2 | .]),
       ``f2`` (E[H_ik z_i z_k | .]); and ``"n"``.
     """
-    fn = "ntk_conditional_samples"
+    return _conditional("ntk_conditional_samples", _cond_batch, 1, key, x, n, L, C_b, C_W, activation, lambda_b,
+                        lambda_W, n_nets, chunk, progress)
+
+
+def _conditional(fn, batch, ndim, key, x, n, L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, progress):
+    """Validate, then run ``batch`` (``_cond_batch`` or ``_cond_batch_multi``) over padded chunks of networks."""
     _checks.positive_int(fn, n=n, L=L)
-    x, _, act, lb, lw = _validate(fn, x, (n,) * L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 1)
+    x, _, act, lb, lw = _validate(fn, x, (n,) * L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, ndim)
     lbv, lwv = jnp.asarray(lb, x.dtype), jnp.asarray(lw, x.dtype)
-    res = _chunked(lambda idx: _cond_batch(key, idx, x, n, L, float(C_b), float(C_W), act.name, lbv, lwv),
-                   n_nets, chunk, f"{act.name} NTK statistics n={n}", progress)
+    inputs = f" N={x.shape[0]}" if ndim == 2 else ""
+    res = _chunked(lambda idx: batch(key, idx, x, n, L, float(C_b), float(C_W), act.name, lbv, lwv),
+                   n_nets, chunk, f"{act.name} NTK statistics{inputs} n={n}", progress)
     res["n"] = n
     return res
 
@@ -245,14 +251,8 @@ def ntk_conditional_samples_multi(key, x, *, n: int, L: int, C_b, C_W, activatio
     Raises:
       PDLTValueError: bad shapes or values, before compute.
     """
-    fn = "ntk_conditional_samples_multi"
-    _checks.positive_int(fn, n=n, L=L)
-    x, _, act, lb, lw = _validate(fn, x, (n,) * L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 2)
-    lbv, lwv = jnp.asarray(lb, x.dtype), jnp.asarray(lw, x.dtype)
-    res = _chunked(lambda idx: _cond_batch_multi(key, idx, x, n, L, float(C_b), float(C_W), act.name, lbv, lwv),
-                   n_nets, chunk, f"{act.name} NTK statistics N={x.shape[0]} n={n}", progress)
-    res["n"] = n
-    return res
+    return _conditional("ntk_conditional_samples_multi", _cond_batch_multi, 2, key, x, n, L, C_b, C_W, activation,
+                        lambda_b, lambda_W, n_nets, chunk, progress)
 
 
 @partial(jax.jit, static_argnames=("n", "L", "act"))

@@ -438,12 +438,11 @@ def ntk(net: ResidualMLP, x, rates: LearningRates | None = None, *, deg: int | N
                                   activation=net.activation, lambda_b=lb[0], lambda_W=lw[0])
 
 
-def _plain_variances(fn, net):
-    """``(C_b, C_W)`` of a plain Gaussian MLP: scalars if uniform, else the per-layer tuples."""
+def _require_plain(fn, net):
+    _check(fn, net)
     if not net.is_plain or not net.weights.is_gaussian:
         raise _checks.PDLTValueError(f"{fn}: plain MLPs with Gaussian weights only, got xi={net.xi}, "
                                      f"gamma={net.gamma}, weights={net.weights}")
-    return (net.C_b[0], net.C_W[0]) if net.uniform else (net.C_b, net.C_W)
 
 
 def _scalar_rates(rates, L):
@@ -461,8 +460,8 @@ def statistics(net: ResidualMLP, x, rates: LearningRates | None = None):
     from ._ntk_stats import ntk_statistics
 
     fn = "nets.statistics"
-    _check(fn, net)
-    Cb, Cw = _plain_variances(fn, net)
+    _require_plain(fn, net)
+    Cb, Cw = (net.C_b[0], net.C_W[0]) if net.uniform else (net.C_b, net.C_W)
     lb, lw = _scalar_rates(rates or LearningRates(), net.L)
     return ntk_statistics(x, C_b=Cb, C_W=Cw, L=net.L, activation=net.activation, lambda_b=lb, lambda_W=lw)
 
@@ -473,8 +472,7 @@ def dntk(net: ResidualMLP, x, rates: LearningRates | None = None, **kw):
     from ._dntk_stats import dntk_statistics as _dntk
 
     fn = "nets.dntk"
-    _check(fn, net)
-    _plain_variances(fn, net)
+    _require_plain(fn, net)
     Cb, Cw = net._scalar_variances(fn)
     lb, lw = _scalar_rates(rates or LearningRates(), net.L)
     return _dntk(x, C_b=Cb, C_W=Cw, L=net.L, activation=net.activation, lambda_b=lb, lambda_W=lw, **kw)
@@ -493,8 +491,7 @@ def ntk_samples(net: ResidualMLP, key, x, rates: LearningRates | None = None, *,
     from ._ntk_ensembles import ntk_conditional_samples, ntk_conditional_samples_multi
 
     fn = "nets.ntk_samples"
-    _check(fn, net)
-    _plain_variances(fn, net)
+    _require_plain(fn, net)
     Cb, Cw = net._scalar_variances(fn)
     if net.L < 2 or len(set(net.widths[:-1])) != 1:
         raise _checks.PDLTValueError(f"{fn}: needs L >= 2 layers with equal hidden widths n_1 = ... = n_(L-1), "

@@ -17,6 +17,11 @@ Loaded by ``_config.yml`` (``sphinx.extra_extensions: [pdlt.sphinxext]``). It pr
   (no ``parameters`` cell) lose the launch buttons but keep the download of the executed notebook.
 - ``pdlt_read_last``: docnames read (hence executed) after every other document, whatever their
   names sort as: pages whose code reads the chapters' results (the ledger).
+- ``pdlt_execute_jobs`` (default: environment variable ``PDLT_BOOK_JOBS``, else the number of CPU
+  cores up to 2): with ``execute_notebooks: cache``, the notebooks to be read are executed this many
+  at a time into the notebook cache before Sphinx reads them (:func:`_execute_ahead`); 1 executes
+  them one by one as Sphinx reads them. On a GPU, where each kernel claims most of the device's
+  memory, set ``PDLT_BOOK_JOBS=1``.
 """
 from __future__ import annotations
 
@@ -775,7 +780,11 @@ def setup(app):
         app.add_directive(f"pdlt-{kind}", _make_directive(kind))
     app.add_css_file("pdlt.css")
     app.add_js_file("pdlt-ledger.js", defer="defer")
+    app.add_config_value("pdlt_execute_jobs", int(os.environ.get("PDLT_BOOK_JOBS", "0") or 0)
+                         or min(2, os.cpu_count() or 1), "env")
     app.connect("env-before-read-docs", _read_last)
+    app.connect("env-before-read-docs", _execute_ahead, priority=900)
+    app.connect("env-updated", _complete_executed)
     app.connect("env-get-outdated", _outdated)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
@@ -783,3 +792,99 @@ def setup(app):
     app.connect("html-page-context", _launch_buttons, priority=502)
     app.connect("build-finished", _finished)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def _execute_ahead(app, env, docnames):
+    """Execute the notebooks about to be read, ``pdlt_execute_jobs`` at a time, into the notebook cache.
+
+    myst-nb executes a notebook when Sphinx reads it, one after another. With the ``cache``
+    execution mode this runs first: every notebook among ``docnames`` that is not in the cache and
+    not in ``pdlt_read_last`` is executed by a pool of ``pdlt_execute_jobs`` workers (each a kernel
+    of its own), the slowest of the last build first, and its outputs are stored under the same
+    hash myst-nb looks up, so the read phase only merges them. A notebook that fails is not cached:
+    myst-nb executes it again and reports the error as usual. Each kernel runs alone in its process,
+    so the numbers are those of a serial build.
+    """
+    jobs = int(app.config.pdlt_execute_jobs or 1)
+    if jobs < 2 or app.config.nb_execution_mode != "cache":
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+    from jupyter_cache.executors.utils import single_nb_execution
+    from myst_nb.core.read import is_myst_markdown_notebook, read_myst_markdown_notebook
+
+    cache_path = app.config.nb_execution_cache_path or str(Path(app.outdir).parent / ".jupyter_cache")
+    cache = get_cache(cache_path)
+    late = set(app.config.pdlt_read_last)
+    todo = []
+    for doc in docnames:
+        path = Path(env.doc2path(doc))
+        if doc in late or path.suffix != ".md":
+            continue
+        text = path.read_text("utf8")
+        if not is_myst_markdown_notebook(text):
+            continue
+        nb = read_myst_markdown_notebook(text, add_source_map=True, path=str(path))
+        try:
+            cache.match_cache_notebook(nb)
+            continue
+        except KeyError:
+            todo.append((doc, path, nb))
+    if len(todo) < 2:
+        return
+    results = Path(os.environ.get("PDLT_RESULTS_DIR", ""))
+
+    def last_time(item):
+        try:
+            return -float(json.loads((results / f"{chapter_id(item[1])}.json").read_text())["wall_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+
+    todo.sort(key=last_time)
+    logger.info(f"[pdlt] executing {len(todo)} notebooks, {jobs} at a time")
+
+    def run(item):
+        doc, path, nb = item
+        return item, single_nb_execution(nb, cwd=str(path.parent), allow_errors=app.config.nb_execution_allow_errors,
+                                          timeout=app.config.nb_execution_timeout, meta_override=True)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for (doc, path, nb), res in pool.map(run, todo):
+            if res.err is not None:
+                logger.info(f"[pdlt] {doc} failed ahead of the read ({res.err.__class__.__name__}); "
+                            "it is executed again when read")
+                continue
+            cache.cache_notebook_bundle(CacheBundleIn(nb, str(path), data={"execution_seconds": res.time}),
+                                        check_validity=False, overwrite=True)
+            logger.info(f"[pdlt] executed {doc} in {res.time:.1f} s")
+
+
+def _complete_executed(app, env):
+    """Give the executed-notebook downloads their outputs when myst-nb took them from the cache.
+
+    On a cache hit myst-nb renders the cached outputs but writes the notebook as read, without them,
+    to ``jupyter_execute/`` (whence the theme copies the page's ``.ipynb`` download). Every such file
+    whose code cells have no outputs and whose code matches a cached execution is rewritten with the
+    cached outputs merged in.
+    """
+    if app.config.nb_execution_mode != "cache":
+        return
+    import nbformat
+    from jupyter_cache import get_cache
+
+    root = Path(app.outdir).parent / "jupyter_execute"
+    cache = get_cache(app.config.nb_execution_cache_path or str(Path(app.outdir).parent / ".jupyter_cache"))
+    for f in sorted(root.rglob("*.ipynb")):
+        nb = nbformat.read(f, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        if not code or any(c.get("outputs") for c in code):
+            continue
+        try:
+            _, merged = cache.merge_match_into_notebook(nb)
+        except KeyError:
+            continue
+        tmp = f.with_name(f.name + ".tmp")
+        nbformat.write(merged, tmp)
+        os.replace(tmp, f)

@@ -19,7 +19,7 @@ def _runs():
                                                                     n_nets=11, chunk=c, progress=False),
         "length_distortion_ensemble": lambda c: pdlt.topics.length_distortion_ensemble(KEY, x, dx, widths=(5, 5, 2),
                                                                                 n_nets=11, chunk=c, progress=False),
-        "resnet_ensemble": lambda c: pdlt.theory.resnet_ensemble(KEY, X, n=5, L=3, n_nets=11, chunk=c, progress=False),
+        "resnet_ensemble": lambda c: pdlt.theory.resnet_ensemble(KEY, X, n=5, L=3, n_nets=11, chunk=c, progress=False, C_W=1.0),
         "weights_ensemble_metrics": lambda c: pdlt.ensembles.weights_ensemble_metrics(
             KEY, X, widths=[5, 5], sampler=pdlt.ensembles.weight_sampler("orthogonal"), C_W=2.0, activation="relu",
             n_nets=11, chunk=c, progress=False),

@@ -99,7 +99,7 @@ def test_samplers_agree_in_mean():
     (lambda: pdlt.kernel_recursion(1.0, C_b=0.0, C_W=-1.0, L=3), "C_W"),
     (lambda: pdlt.kernel_recursion(1.0, C_b=0.0, C_W=1.0, L=0), "L"),
     (lambda: pdlt.kernel_recursion(1.0, C_b=0.0, C_W=1.0, L=3, activation="tahn"), "activation"),
-    (lambda: pdlt.ensembles.init_mlp(jax.random.key(0), 3, (4, 0)), "widths"),
+    (lambda: pdlt.ensembles.init_mlp(jax.random.key(0), 3, (4, 0), C_W=1.0), "widths"),
     (lambda: pdlt.ntk_recursion(jnp.ones((2, 3)), C_b=0.0, C_W=1.0, L=3, lambda_W=(1.0, 1.0)), "lambda_W"),
     (lambda: pdlt.ntk_recursion(jnp.ones((2, 3)), C_b=0.0, C_W=1.0, L=2, lambda_b=-1.0), "lambda_b"),
 ])
@@ -246,3 +246,15 @@ def test_even_chunk_uses_one_shape_and_wastes_less_than_a_network_per_chunk():
             assert size <= chunk and n_chunks == -(-n_nets // chunk)   # as few chunks as `chunk` allows
             assert 0 <= n_chunks * size - n_nets < n_chunks               # padding below one per chunk
     assert even_chunk(600, 500) == 300
+
+
+@pytest.mark.parametrize("fn", [pdlt.ensembles.init_mlp, pdlt.learning.init_ensemble, pdlt.ensembles.sample_weights,
+                                pdlt.theory.resnet_kernel_recursion, pdlt.theory.resnet_kernel_ode,
+                                pdlt.theory.resnet_ensemble, pdlt.theory.resnet_fluctuation,
+                                pdlt.theory.residual_vertex_closure, pdlt.theory.linear_resnet_log_norm])
+def test_weight_variance_has_no_default(fn):
+    """C_W is always the caller's choice: no function draws or evolves a network at a default C_W."""
+    import inspect
+
+    p = inspect.signature(fn).parameters["C_W"]
+    assert p.default is inspect.Parameter.empty and p.kind is inspect.Parameter.KEYWORD_ONLY

@@ -44,3 +44,19 @@ def test_compare_sees_moves_and_flips():
     flipped = [dict(g[0], passed=False)]
     assert golden_ledger.compare(g, flipped)[0].startswith("VERDICT FLIPPED: a")
     assert golden_ledger.compare(g, []) == ["removed: a"]
+
+
+def test_compare_on_another_processor_allows_only_last_bit_drift():
+    g = [{"id": "a", "theory": 1.0, "measured": 1.1, "se": 0.2, "passed": True, "expect": "pass"}]
+
+    def moved(**kw):
+        return [dict(g[0], **kw)]
+
+    assert golden_ledger.compare(g, moved(measured=1.1 + 1e-4), same_machine=False) == []
+    assert golden_ledger.compare(g, moved(measured=1.1 + 1e-4))          # bitwise on the same machine
+    assert golden_ledger.compare(g, moved(measured=1.1 + 0.01), same_machine=False)   # 5% of the SE
+    assert golden_ledger.compare(g, moved(theory=1.0 + 1e-5), same_machine=False)
+    assert any(d.startswith("VERDICT") for d in
+               golden_ledger.compare(g, moved(measured=1.1 + 1e-4, passed=False), same_machine=False))
+    assert len(golden_ledger.machine_signature()) == 16
+    assert golden_ledger.machine_signature() == golden_ledger.machine_signature()

@@ -56,7 +56,7 @@ def test_init_ensemble_is_fold_in_networks():
 @pytest.mark.parametrize("kw,name", [({"eta": -1.0, "steps": 3}, "eta"), ({"eta": 0.1, "steps": 0}, "steps")])
 def test_train_ensemble_rejects_bad_input(kw, name):
     x, y = _task()
-    P = pdlt.learning.init_ensemble(jax.random.key(0), 3, [4, 1], n_nets=1)
+    P = pdlt.learning.init_ensemble(jax.random.key(0), 3, [4, 1], n_nets=1, C_W=1.0)
     with pytest.raises(pdlt.PDLTValueError, match=name):
         pdlt.train_ensemble(P, x, y, **kw)
     with pytest.raises(pdlt.PDLTValueError, match="lambda_W"):

@@ -150,7 +150,7 @@ def test_tanh_equivalence_limit_and_slopes(tau_pair):
     (lambda: pdlt.theory.scale_invariant_ntk_closed_form(3, K=1.0, activation="tanh"),
      "activation"),
     (lambda: pdlt.learning.function_space_step(pdlt.ensembles.init_mlp(jax.random.key(0), 3, (4,
-            2)), jnp.ones((2, 3)),
+            2), C_W=1.0), jnp.ones((2, 3)),
                                       jnp.zeros((2, 2)), eta=0.0), "eta"),
 ])
 def test_bad_input_raises_naming_the_argument(call, name):

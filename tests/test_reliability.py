@@ -574,8 +574,8 @@ def test_recursions_and_samplers_refuse_impossible_inputs():
         (lambda: pdlt.theory.vertex_recursion_multi(np.array([[1.0, 2.0], [2.0, 1.0]]), L=2, **ok),
          "vertex_recursion_multi: `K1` must be positive semi-definite"),
         (lambda: pdlt.theory.residual_kernel_recursion(-1.0, xi=1.0, gamma=1.0, L=2, **ok), "`K1`.*>= 0"),
-        (lambda: pdlt.theory.resnet_kernel_recursion(float("nan"), L=2), "`K0` must be finite"),
-        (lambda: pdlt.theory.resnet_kernel_ode(-1.0, t_grid=[0.0, 1.0]), "`K0`.*>= 0"),
+        (lambda: pdlt.theory.resnet_kernel_recursion(float("nan"), L=2, C_W=1.0), "`K0` must be finite"),
+        (lambda: pdlt.theory.resnet_kernel_ode(-1.0, t_grid=[0.0, 1.0], C_W=1.0), "`K0`.*>= 0"),
         (lambda: pdlt.ensembles.ntk_conditional_samples(key, xinf[0], n=4, L=2, n_nets=2, **ok), "`x` must be finite"),
         (lambda: pdlt.ensembles.ntk_conditional_samples_multi(key, xinf, n=4, L=2, n_nets=2, **ok),
          "`x` must be finite"),
@@ -585,7 +585,7 @@ def test_recursions_and_samplers_refuse_impossible_inputs():
          "weights_ensemble_metrics: `x` must be finite"),
         (lambda: pdlt.theory.residual_ensemble(key, xinf[0], n=4, L=2, xi=1.0, gamma=1.0, n_nets=2, **ok),
          "residual_ensemble: `x` must be finite"),
-        (lambda: pdlt.theory.resnet_ensemble(key, xinf, n=4, L=2, n_nets=2), "resnet_ensemble: `x` must be finite"),
+        (lambda: pdlt.theory.resnet_ensemble(key, xinf, n=4, L=2, n_nets=2, C_W=1.0), "resnet_ensemble: `x` must be finite"),
     ]
     for call, msg in refusals:
         with pytest.raises(PDLTValueError, match=msg):

@@ -126,7 +126,7 @@ def test_posterior_correction_limits():
 
 def test_bad_inputs_raise():
     xA, yA, _ = _task()
-    p = pdlt.ensembles.init_mlp(jax.random.key(0), 3, [4, 1])
+    p = pdlt.ensembles.init_mlp(jax.random.key(0), 3, [4, 1], C_W=1.0)
     with pytest.raises(pdlt.PDLTValueError, match="kappa"):
         pdlt.learning.giant_leap(p, xA, yA, kappa=jnp.eye(3))
     with pytest.raises(pdlt.PDLTValueError, match="algorithm"):

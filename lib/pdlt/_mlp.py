@@ -58,7 +58,7 @@ def subkey(key, *path):
     return key
 
 
-def init_mlp(key, n0: int, widths, *, C_b=0.0, C_W=1.0, dtype=None):
+def init_mlp(key, n0: int, widths, *, C_b=0.0, C_W, dtype=None):
     r"""Sample one MLP's parameters.
 
     Args:

@@ -71,7 +71,7 @@ def _validate(fn, L, alpha, C_W, C_b, activation, skip):
 # --------------------------------------------------------------------------- mean kernel
 
 @_checks.warns_nonfinite("recursion")
-def resnet_kernel_recursion(K0, *, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,
+def resnet_kernel_recursion(K0, *, L: int, alpha: float = 0.5, C_W: float, C_b: float = 0.0,
                             activation="relu", skip: float = 1.0):
     r"""Infinite-width kernels of the residual stream,
     :math:`K^{(\ell)} = \xi^2 K^{(\ell-1)} + L^{-2\alpha}\,[C_b + C_W\langle\sigma\sigma\rangle_{K^{(\ell-1)}}]`.
@@ -100,7 +100,7 @@ def resnet_kernel_recursion(K0, *, L: int, alpha: float = 0.5, C_W: float = 1.0,
 
 
 @_checks.warns_nonfinite("recursion")
-def resnet_kernel_ode(K0, *, t_grid, C_W: float = 1.0, C_b: float = 0.0, activation="relu",
+def resnet_kernel_ode(K0, *, t_grid, C_W: float, C_b: float = 0.0, activation="relu",
                       substeps: int = 64):
     r"""The depth-continuum kernel flow :math:`dK/dt = C_b + C_W\langle\sigma\sigma\rangle_{K(t)}`
     (``alpha = 1/2``, ``skip = 1``, t = ell/L), integrated by classical RK4.
@@ -167,7 +167,7 @@ def _conditional_batch(key, idx, K0, n, L, g, C_W, C_b, skip, act):
 
 
 @_checks.warns_nonfinite("samples")
-def resnet_ensemble(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,
+def resnet_ensemble(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float, C_b: float = 0.0,
                     activation="relu", skip: float = 1.0, n_nets: int, C_W0: float = 1.0, C_b0: float = 0.0,
                     chunk: int = 2048, progress: bool | None = None):
     r"""Gram matrices :math:`Q^{(\ell)}_{ab} = y^{(\ell)}_a\!\cdot y^{(\ell)}_b/n` of ``n_nets`` residual nets.
@@ -204,7 +204,7 @@ def resnet_ensemble(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 
 
 
 @_checks.warns_nonfinite("samples")
-def resnet_explicit(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,
+def resnet_explicit(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float, C_b: float = 0.0,
                     activation="relu", skip: float = 1.0, C_W0: float = 1.0, C_b0: float = 0.0):
     r"""One residual network with every weight sampled; returns the stream :math:`y^{(0..L)}`.
 
@@ -243,7 +243,7 @@ def _smoothed_relu2(y, t2):
 
 @_checks.warns_nonfinite("recursion")
 @np.errstate(over="ignore", invalid="ignore")  # an overflow gives inf, reported by warns_nonfinite
-def resnet_fluctuation(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,
+def resnet_fluctuation(K0: float, *, L: int, alpha: float = 0.5, C_W: float, C_b: float = 0.0,
                        activation="relu"):
     r"""Leading-order (in 1/n) kernel fluctuation of a residual net, exact in L: the limit
     :math:`\lim_{n\to\infty} n\,\mathrm{Var}[Q^{(L)}]/K^{(L)2}` for one input, ``skip = 1``.
@@ -306,7 +306,7 @@ def resnet_fluctuation(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.
 
 
 @_checks.warns_nonfinite("recursion")
-def residual_vertex_closure(K0: float, *, L: int, alpha: float = 0.5, C_W: float = 1.0, C_b: float = 0.0,
+def residual_vertex_closure(K0: float, *, L: int, alpha: float = 0.5, C_W: float, C_b: float = 0.0,
                             activation="relu", skip: float = 1.0):
     r"""The quartic (V-only) closure for the four-point vertex of the residual stream, one input:
 
@@ -334,7 +334,7 @@ def residual_vertex_closure(K0: float, *, L: int, alpha: float = 0.5, C_W: float
 
 
 @_checks.warns_nonfinite("recursion")
-def linear_resnet_log_norm(n: int, L: int, *, alpha: float = 0.5, C_W: float = 1.0, deg: int = 96):
+def linear_resnet_log_norm(n: int, L: int, *, alpha: float = 0.5, C_W: float, deg: int = 96):
     r"""Exact mean and variance of :math:`\log(Q^{(L)}/Q^{(0)})` for a linear residual net, one input.
 
     By rotation invariance the per-block ratios :math:`r_\ell = |y^{(\ell)}|^2/|y^{(\ell-1)}|^2` are iid,

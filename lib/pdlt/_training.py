@@ -54,7 +54,7 @@ def gd_step(params, x, y, *, eta: float, activation="relu", lambda_b=1.0, lambda
     return _update(params, grads, eta, lb, lw)
 
 
-def init_ensemble(key, n0: int, widths, *, C_b=0.0, C_W=1.0, n_nets: int, start: int = 0):
+def init_ensemble(key, n0: int, widths, *, C_b=0.0, C_W, n_nets: int, start: int = 0):
     r"""Parameters of networks ``start`` to ``start + n_nets - 1`` of ``key``, stacked on a leading axis.
 
     Network ``i`` is :func:`pdlt.init_mlp` with key ``fold_in(key, i)``.
@@ -75,9 +75,33 @@ def init_ensemble(key, n0: int, widths, *, C_b=0.0, C_W=1.0, n_nets: int, start:
     return _init(key, jnp.arange(start, start + n_nets), n0, widths, Cb, Cw)
 
 
-@partial(jax.jit, static_argnames=("n0", "widths", "Cb", "Cw"))
 def _init(key, idx, n0, widths, Cb, Cw):
-    return jax.vmap(lambda i: init_mlp(network_key(key, i), n0, widths, C_b=Cb, C_W=Cw))(idx)
+    """:func:`pdlt.init_mlp` of every network in ``idx``, one compiled program per array shape.
+
+    The same numbers as ``vmap(init_mlp)`` (its key layout: ``split(network_key, 2L)``, W of layer
+    ell from key 2 ell, b from key 2 ell + 1), but the draws of one layer shape are compiled once
+    and reused by every depth and by every ensemble of that size, where a program per network
+    architecture would be compiled again for each.
+    """
+    dt = jnp.result_type(float)
+    keys = _layer_keys(key, idx, len(widths))
+    params, fan_in = [], n0
+    for ell, n in enumerate(widths):
+        W = _scaled_normal(keys[:, 2 * ell], jnp.sqrt(Cw[ell] / fan_in).astype(dt), (n, fan_in))
+        b = _scaled_normal(keys[:, 2 * ell + 1], jnp.sqrt(Cb[ell]).astype(dt), (n,))
+        params.append((W, b))
+        fan_in = n
+    return tuple(params)
+
+
+@partial(jax.jit, static_argnames=("L",))
+def _layer_keys(key, idx, L):
+    return jax.vmap(lambda i: jax.random.split(network_key(key, i), 2 * L))(idx)
+
+
+@partial(jax.jit, static_argnames=("shape",))
+def _scaled_normal(keys, scale, shape):
+    return jax.vmap(lambda k: jax.random.normal(k, shape, scale.dtype) * scale)(keys)
 
 
 @partial(jax.jit, static_argnames=("activation",))

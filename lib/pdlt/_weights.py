@@ -81,7 +81,7 @@ def _haar(key, n_out, n_in, dtype):
     return Q if tall else Q.T
 
 
-def sample_weights(key, sampler: WeightSampler, n_out: int, n_in: int, *, C_W: float = 1.0, dtype=None):
+def sample_weights(key, sampler: WeightSampler, n_out: int, n_in: int, *, C_W: float, dtype=None):
     r"""One ``(n_out, n_in)`` weight matrix from ``sampler`` with :math:`E[W_{ij}^2] = C_W/n_{\rm in}`."""
     fn = "sample_weights"
     if not isinstance(sampler, WeightSampler):
@@ -108,7 +108,7 @@ def _sample(key, s, n_out, n_in, C_W, dtype):
 
 
 @_checks.warns_nonfinite("samples")
-def mlp_forward_with(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W=1.0, activation="tanh",
+def mlp_forward_with(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W, activation="tanh",
                      input_sampler: WeightSampler | None = None):
     r"""Preactivations :math:`z^{(1..L)}` of one MLP whose weights come from ``sampler``.
 
@@ -199,7 +199,7 @@ def _stiefel_batch(key, idx, x, widths, C_W, act):
 
 
 @_checks.warns_nonfinite("samples")
-def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W=1.0, activation="tanh",
+def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0, C_W, activation="tanh",
                              n_nets: int, method: str = "explicit", chunk: int = 512, progress: bool | None = None,
                              input_sampler: WeightSampler | None = None):
     r"""Conditional metrics :math:`\hat G^{(\ell)} = C_b + C_W\sigma(z^{(\ell-1)})\sigma(z^{(\ell-1)})^\top/n`

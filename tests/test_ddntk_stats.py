@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import pdlt
-from pdlt.theory import ddntk_second_layer, ddntk_statistics, deep_linear_ddntk_closed_form, dntk_statistics
+from pdlt.theory import (ddntk_second_layer, ddntk_statistics, ddntk_statistics_single, deep_linear_ddntk_closed_form,
+                         dntk_statistics, kstar0_ddntk_slopes, scale_invariant_ddntk_closed_form)
 
 Z = 4.5
 CASES = [("tanh", 2, 0.1, 1.3), ("gelu", 2, 0.05, 1.5), ("relu", 2, 0.0, 2.0),
@@ -146,3 +147,96 @@ def test_dntk_and_ddntk_recursions_warn_on_non_finite_results():
             f(x, C_b=0.0, C_W=1e30, L=14, activation="gelu")
         msgs = [str(w.message) for w in rec if issubclass(w.category, RuntimeWarning)]
         assert len(msgs) == 1 and f.__name__ in msgs[0], msgs
+
+
+@pytest.mark.parametrize("activation,C_b,C_W", [("tanh", 0.1, 1.3), ("relu", 0.0, 2.0), ("gelu", 0.05, 1.5)])
+def test_single_input_scan_is_ddntk_statistics(activation, C_b, C_W):
+    """The layer-vectorized single-input recursion reproduces the general one at N = 1, layer by layer."""
+    x = _inputs(1)
+    kw = dict(C_b=C_b, C_W=C_W, L=10, activation=activation, lambda_b=0.5, lambda_W=0.8)
+    ref = ddntk_statistics(x, **kw)
+    got = ddntk_statistics_single(x[0], **kw)
+    for k in ("R", "S", "T", "U", "Pc", "Qc"):
+        r = np.asarray(getattr(ref, k)).reshape(-1)
+        np.testing.assert_allclose(got[k], r, rtol=1e-8, atol=1e-10 * (1 + float(np.max(np.abs(r)))))
+    assert float(jnp.max(jnp.abs(got["S"]))) > 1.0
+
+
+@pytest.mark.parametrize("activation,lambda_b,lambda_W", [("relu", 0.5, 0.8), ("relu", 0.0, 1.0), ("leaky_relu", 0.3, 1.2)])
+def test_scale_invariant_closed_form_exact(activation, lambda_b, lambda_W):
+    """S, T (and R = U = 0) of the closed form equal the general recursion at every layer up to 40 (C_b = 0, C_W = 1/A_2)."""
+    x = _inputs(1)
+    C_W = pdlt.theory.critical_point(activation).C_W
+    L = 40
+    st = ddntk_statistics(x, C_b=0.0, C_W=C_W, L=L, activation=activation, lambda_b=lambda_b, lambda_W=lambda_W)
+    K = C_W * float(jnp.mean(x**2))
+    ell = np.arange(1, L + 1)
+    cf = scale_invariant_ddntk_closed_form(ell, K=K, activation=activation, lambda_b=lambda_b, lambda_W=lambda_W)
+    for k in "RSTU":
+        r = np.asarray(getattr(st, k)).reshape(-1)
+        np.testing.assert_allclose(cf[k], r, rtol=1e-9, atol=1e-9 * float(np.max(np.abs(st.S))))
+    assert float(cf["S"][-1]) > 1e3
+    # the normalized slope: K S / H^3 = slope_S (ℓ² - 1)/ℓ, exactly
+    for k in "ST":
+        np.testing.assert_allclose(K * cf[k] / cf["H"] ** 3, cf["slope_" + k] * (ell**2 - 1) / ell, rtol=1e-12, atol=1e-15)
+    # the deep linear network on the same input (K/2, the same θ and ρ) has a normalized S smaller by κ = 2
+    if activation == "relu":
+        lin = deep_linear_ddntk_closed_form(L, K=jnp.array([[K / 2]]), lambda_b=lambda_b, lambda_W=lambda_W)
+        lin_norm = K / 2 * float(lin["S"][0, 0, 0, 0]) / float(cf["H"][-1]) ** 3
+        np.testing.assert_allclose(K * float(cf["S"][-1]) / float(cf["H"][-1]) ** 3, 2 * lin_norm, rtol=1e-12)
+
+
+def _kstar0_law(activation, lambda_b, L):
+    s1 = pdlt.theory.taylor_coefficients(activation)[1]
+    b = ddntk_statistics_single(jnp.ones(4), C_b=0.0, C_W=1 / s1**2, L=L, activation=activation, lambda_b=lambda_b,
+                                lambda_W=1.0)
+
+    def x(k, ell, power):   # K X / H^3 times ell^power at layer ell
+        return float(b[k][ell - 1] * b["K"][ell - 1] / b["H"][ell - 1] ** 3) * ell**power
+    return x
+
+
+def _kstar0_check(activation, lambda_b, L):
+    """Each law at ℓ = L within twice its change over the last doubling of ℓ, and that tolerance under a fifth of the
+    distance to the other bias case's constant (or to 0)."""
+    x = _kstar0_law(activation, lambda_b, L)
+    th = kstar0_ddntk_slopes(lambda_b=lambda_b, activation=activation)
+    other = kstar0_ddntk_slopes(lambda_b=0.0 if lambda_b else 0.5, activation=activation)
+    laws = [(k, -1, th[k], other[k]) for k in "RST"] + [("U", 1, th["U_level"], other["U_level"])]
+    if lambda_b:
+        laws.append(("S", 0, th["S_level"], 0.0))
+    for k, p, t, null in laws:
+        m, half = x(k, L, p), x(k, L // 2, p)
+        tol = 2 * abs(m - half)
+        assert abs(m - t) <= tol, (k, p, m, t, tol)
+        assert tol < abs(t - null) / 5 or (t == 0 and tol < abs(null) / 5), (k, p, tol, t, null)
+
+
+@pytest.mark.parametrize("lambda_b", [0.0, 0.5])
+def test_kstar0_laws_against_recursion(lambda_b):
+    _kstar0_check("tanh", lambda_b, 10_000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activation", ["sin", "erf"])
+@pytest.mark.parametrize("lambda_b", [0.0, 0.5])
+def test_kstar0_laws_universal(activation, lambda_b):
+    _kstar0_check(activation, lambda_b, 20_000)
+
+
+def test_class_solutions_bad_arguments():
+    with pytest.raises(pdlt.PDLTValueError, match="activation.*scale-invariant"):
+        scale_invariant_ddntk_closed_form(3, K=1.0, activation="tanh")
+    with pytest.raises(pdlt.PDLTValueError, match="K"):
+        scale_invariant_ddntk_closed_form(3, K=-1.0)
+    with pytest.raises(pdlt.PDLTValueError, match="lambda_W"):
+        scale_invariant_ddntk_closed_form(3, K=1.0, lambda_W=-1.0)
+    for act in ("relu", "gelu", "sigmoid"):
+        with pytest.raises(pdlt.PDLTValueError, match="activation.*K\\*=0"):
+            kstar0_ddntk_slopes(activation=act)
+    with pytest.raises(pdlt.PDLTValueError, match="lambda_b"):
+        kstar0_ddntk_slopes(lambda_b=-0.1)
+    with pytest.raises(pdlt.PDLTValueError, match="x"):
+        ddntk_statistics_single(_inputs(2), C_b=0.0, C_W=1.0, L=3)
+    with pytest.raises(pdlt.PDLTValueError, match="C_W"):
+        ddntk_statistics_single(_inputs(1)[0], C_b=0.0, C_W=0.0, L=3)

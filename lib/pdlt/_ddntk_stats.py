@@ -86,7 +86,8 @@ from ._activations import get_activation
 from ._dntk_stats import KINKS, _einsum_moment, _funcs, _kinked, _si_moment, _validate_common
 from ._gaussian import _grid_np, psd_factor
 
-__all__ = ["DDNTKStatistics", "ddntk_statistics", "deep_linear_ddntk_closed_form"]
+__all__ = ["DDNTKStatistics", "ddntk_statistics", "ddntk_statistics_single", "deep_linear_ddntk_closed_form",
+           "scale_invariant_ddntk_closed_form", "kstar0_ddntk_slopes"]
 
 
 class DDNTKStatistics(NamedTuple):
@@ -221,6 +222,53 @@ def ddntk_statistics(x, *, C_b, C_W, L: int, activation="tanh", lambda_b=1.0, la
     return DDNTKStatistics(R, S, jnp.transpose(Tl, (0, 1, 3, 4, 2)), jnp.transpose(Ul, (0, 1, 4, 2, 3)), Pc, Qc)
 
 
+@_checks.warns_nonfinite("recursion")
+def ddntk_statistics_single(x, *, C_b, C_W, L: int, activation="tanh", lambda_b=1.0, lambda_W=1.0) -> dict:
+    r"""Single-input R, S, T, U (and :math:`\mathcal P, \mathcal Q`) of layers 1..L, vectorized over layers (any depth).
+
+    The N = 1 case of :func:`ddntk_statistics` (the same layer step, scanned), fed by K, H, F, B of
+    :func:`pdlt.ntk_fluctuations`, with the Gaussian averages of every layer computed in one batch, so that
+    depths like :math:`L = 10^4` cost one compiled call. Kinked activations use the almost-everywhere convention.
+
+    Args:
+      x: one input ``(n0,)``. C_b, C_W: scalars. L: depth. activation: as :func:`ddntk_statistics`.
+      lambda_b, lambda_W: scalars or per-layer sequences of length L.
+    Returns: dict ``K, H, F, B, R, S, T, U, Pc, Qc`` of shape ``(L,)`` (coefficients of 1/n; layer 1 zero).
+    Raises: PDLTValueError before any compute for bad arguments.
+    """
+    fn = "ddntk_statistics_single"
+    _checks.positive_int(fn, L=L)
+    _checks.nonnegative(fn, C_b=C_b)
+    _checks.positive(fn, C_W=C_W)
+    lb, lw = _checks.per_layer_rates(fn, lambda_b, lambda_W, L)
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    if x.ndim != 1:
+        raise _checks.PDLTValueError(f"{fn}: `x` must be one input of shape (n0,), got {x.shape}")
+    act = get_activation(activation, fn)
+    if not (_kinked(act) or act.smooth):
+        raise _checks.PDLTValueError(f"{fn}: `activation` {act.name!r} ({act.family}) has no usable second derivative")
+    from ._ntk_fluctuations import ntk_fluctuations
+
+    st = ntk_fluctuations(x, C_b=C_b, C_W=C_W, L=L, activation=act.name, lambda_b=lb, lambda_W=lw)
+    out = _scan_single(st.K[:-1], st.H[:-1], st.F[:-1], st.B[:-1], jnp.asarray(lw[1:], st.K.dtype), float(C_W), act.name)
+    z = jnp.zeros((1,), st.K.dtype)
+    res = {k: jnp.concatenate([z, v]) for k, v in zip(("R", "S", "T", "U", "Pc", "Qc"), out)}
+    return {"K": st.K, "H": st.H, "F": st.F, "B": st.B, **res}
+
+
+@partial(jax.jit, static_argnames=("name",))
+def _scan_single(K, H, F, B, lw, C, name):
+    m = jax.vmap(lambda k: _moments(k.reshape(1, 1), name))(K)
+    def body(cur, inp):
+        mm, Th, Fl, Bl, w = inp
+        new = _step(mm, Th.reshape(1, 1), Fl.reshape(1, 1, 1, 1), Bl.reshape(1, 1, 1, 1), *cur, C, w)
+        return new, tuple(v.reshape(()) for v in new)
+
+    z4 = jnp.zeros((1, 1, 1, 1), K.dtype)
+    _, ys = jax.lax.scan(body, (z4,) * 6, (m, H, F, B, lw))
+    return ys
+
+
 def deep_linear_ddntk_closed_form(ell, *, K, lambda_b=1.0, lambda_W=1.0) -> dict:
     r"""Leading-order R, S, T, U of a deep linear network at :math:`C_W = 1`, :math:`C_b = 0`, constant rates (ours), layer ``ell``.
 
@@ -241,3 +289,115 @@ def deep_linear_ddntk_closed_form(ell, *, K, lambda_b=1.0, lambda_W=1.0) -> dict
     T = lambda_W**2 * jnp.einsum("ad,bc->abcd", th, K) * c      # T[e0,e1,e2,e3] = T_{1342}: 1=e0, 3=e1, 4=e2, 2=e3
     z = jnp.zeros_like(S)
     return {"R": z, "S": S, "T": T, "U": z}
+
+
+def scale_invariant_ddntk_closed_form(ell, *, K, activation="relu", lambda_b=1.0, lambda_W=1.0) -> dict:
+    r"""Single-input R, S, T, U at layer ``ell`` of a critical scale-invariant MLP (:math:`C_b = 0`, :math:`C_W = 1/A_2`; ours).
+
+    Almost-everywhere convention (σ'' = σ''' = 0 in the explicit derivatives), constant learning rates. With
+    :math:`A_2, A_4`, :math:`\kappa = A_4/A_2^2`, :math:`\theta = \lambda_b + \lambda_WA_2K` and the weight share
+    :math:`\rho = \lambda_WA_2K/\theta` of :func:`pdlt.scale_invariant_ntk_closed_form`, the single-input averages are
+    :math:`C_W\langle\sigma'^2\rangle = C_W\langle z\sigma\sigma'\rangle/K = 1`, :math:`\langle\sigma'^4\rangle = A_4`,
+    :math:`\langle\sigma'^2\sigma^2\rangle = A_4K`, so the recursion of :func:`ddntk_statistics` keeps
+    :math:`\mathcal P = 0`, :math:`\mathcal Q' = \mathcal Q + \lambda_WA_2(\kappa KH + F)`,
+    :math:`S' = S + \lambda_WA_2(\kappa H^2 + B)`, :math:`T' = T + \lambda_W^2A_2^2(\kappa KH + F) + 2\lambda_WA_2\mathcal Q`,
+    :math:`R' = R`, :math:`U' = U`. With :math:`H = \theta\ell`, :math:`F = \kappa K\theta\ell(\ell-1)/2`,
+    :math:`B = \kappa\theta^2(\ell-1)\ell(2\ell-1)/6`, the sums are
+
+    .. math:: S^{(\ell)} = \frac{\rho\kappa\theta^3}{K}\,c_\ell,\qquad T^{(\ell)} = \frac{\rho^2\kappa\theta^3}{K}\,c_\ell,
+              \qquad R = U = 0,\qquad c_\ell = \frac{(\ell-1)\ell^2(\ell+1)}{12}
+
+    (the deep linear network of :func:`deep_linear_ddntk_closed_form` is :math:`A_2 = \kappa = 1`). A ddNTK scales as
+    :math:`H^3/K` under a rescaling of the input (three gradients, two Hessians), so the dimensionless ratios are
+
+    .. math:: \frac{K S^{(\ell)}}{n(H^{(\ell)})^3} = \frac{\rho\kappa}{12}\,\frac{\ell^2-1}{\ell^2}\,\frac{\ell}{n},\qquad
+              \frac{K T^{(\ell)}}{n(H^{(\ell)})^3} = \frac{\rho^2\kappa}{12}\,\frac{\ell^2-1}{\ell^2}\,\frac{\ell}{n}.
+
+    ReLU: :math:`\kappa = 2`. Args: ell: layer or array of layers (>= 1). K: the (preserved) kernel. lambda_b,
+    lambda_W: scalars. Returns: dict ``H, R, S, T, U`` (arrays of ``ell``'s shape) and the slopes ``slope_S``,
+    ``slope_T`` (:math:`\rho\kappa/12`, :math:`\rho^2\kappa/12`) of :math:`KS/(nH^3)`, :math:`KT/(nH^3)` in :math:`\ell/n`.
+    Raises: PDLTValueError for a non-scale-invariant activation, K <= 0, negative rates, or a vanishing NTK.
+    """
+    from ._ntk_fluctuations import _si_constants
+
+    theta, rho, kappa, _ = _si_constants(activation, K, lambda_b, lambda_W, "scale_invariant_ddntk_closed_form")
+    l = jnp.asarray(ell, dtype=jnp.result_type(float))
+    c = (l - 1) * l**2 * (l + 1) / 12
+    S = rho * kappa * theta**3 / K * c
+    return {"H": theta * l, "R": jnp.zeros_like(l), "S": S, "T": rho * S, "U": jnp.zeros_like(l),
+            "slope_S": rho * kappa / 12, "slope_T": rho**2 * kappa / 12}
+
+
+def kstar0_ddntk_slopes(*, lambda_b=0.0, lambda_W=1.0, activation="tanh") -> dict:
+    r"""Large-depth laws of the single-input R, S, T, U for the K*=0 class at criticality (derivation ours).
+
+    Setting: an odd activation :math:`\sigma(z) = \sigma_1(z + c\,z^3/6) + O(z^5)` with :math:`c = \sigma_3/\sigma_1 < 0`
+    (tanh, erf: c = -2; sin: c = -1), :math:`C_b = 0`, :math:`C_W = 1/\sigma_1^2`, constant learning rates; write
+    :math:`\sigma_1 = 1` (a general :math:`\sigma_1` enters only as :math:`\lambda_W\sigma_1^2`). Normalization: a ddNTK
+    scales as :math:`H^3/K` (three gradients, two Hessians), so we follow :math:`x_X = KX/(nH^3)`, as for the
+    scale-invariant class (:func:`scale_invariant_ddntk_closed_form`).
+
+    Derivation. With :math:`u = -cK \simeq 1/\ell` the averages in the single-input recursion of
+    :func:`ddntk_statistics` are, at leading order, :math:`C_W\langle\sigma'^2\rangle = 1-u`,
+    :math:`C_W\langle z\sigma\sigma'\rangle/K = 1-2u`, :math:`\langle z\sigma'\sigma''\rangle/K = c`,
+    :math:`\langle\sigma'''\sigma'^3\rangle = \langle\sigma'''\sigma'\rangle = c`,
+    :math:`\langle\sigma''\sigma\sigma'^2\rangle = \langle\sigma''\sigma\rangle = -u`,
+    :math:`\langle\sigma''^2\sigma'^2\rangle = \langle\sigma''^2\rangle = -cu`, :math:`\langle\sigma'^4\rangle = 1`,
+    :math:`\langle\sigma^2\sigma'^2\rangle = K`. Each tensor then obeys :math:`X' = (1-g/\ell)X + s\,\ell^m` (g = 2 for R, S, T, U;
+    3 for :math:`\mathcal P, \mathcal Q`), so :math:`X \simeq s\,\ell^{m+1}/(m+1+g)`. With the NTK statistics:
+
+    * :math:`\lambda_b = 0`: :math:`H\to h = -\lambda_W/c`, :math:`F\to -h/(4c)`, :math:`B\simeq h^2\ell/3`. Then
+      :math:`\mathcal P\simeq -h^2\ell/12` (source :math:`\langle\sigma''\sigma\rangle B`); in :math:`\mathcal Q` and T the
+      order-one sources cancel (:math:`\lambda_WF + HFc = 0`, :math:`\lambda_W^2F + 2\lambda_WHFc + H^2Fc^2 = 0`,
+      :math:`2\lambda_W\mathcal Q + 2Hc\,\mathcal Q = 0`). R: the sources :math:`HcB + Hc\,\mathcal P + \lambda_W\langle\sigma''\sigma\rangle B + \lambda_W\mathcal P`
+      add to :math:`ch^3\ell/3`, so :math:`R\simeq ch^3\ell^2/12`; S: source :math:`\lambda_WB`, :math:`S\simeq -ch^3\ell^2/12`;
+      U: source :math:`-cuh^3`, :math:`U\to -ch^3/2`. With :math:`K\simeq -1/(c\ell)`:
+
+      .. math:: \frac{KR}{nH^3}\to -\frac1{12}\frac{\ell}{n},\qquad \frac{KS}{nH^3}\to \frac1{12}\frac{\ell}{n},\qquad
+                \frac{KU}{nH^3}\to \frac{1}{2\,\ell n},
+
+      and T grows more slowly than :math:`\ell H^3/K` (its leading coefficient cancels; the next order is not universal
+      and no constant is derived: :math:`\ell KT/H^3` is about 2.5 for tanh, 1.1 for erf and 0 for sin at :math:`\ell = 10^4`).
+    * :math:`\lambda_b > 0`: :math:`H\simeq h\ell`, :math:`h = \lambda_b/2`, :math:`F\simeq -H/(5c)`, :math:`B\simeq H^2\ell/5`
+      (the weight-gradient terms are down by :math:`1/\ell`, except in S). Then :math:`\mathcal P\simeq\mathcal Q\simeq -h^2\ell^3/30`;
+      R: sources :math:`HcB + Hc\,\mathcal P = ch^3\ell^4/6`, :math:`R\simeq ch^3\ell^5/42`; T: source :math:`2Hc\,\mathcal Q`,
+      :math:`T\simeq -ch^3\ell^5/105`; U: source :math:`-cuH^3`, :math:`U\simeq -ch^3\ell^3/5`; S: sources
+      :math:`\lambda_WB + \langle\sigma''^2\rangle HB = h^2(\lambda_W - ch)\ell^3/5`, :math:`S\simeq h^2(\lambda_W - ch)\ell^4/30`:
+
+      .. math:: \frac{KR}{nH^3}\to -\frac1{42}\frac{\ell}{n},\qquad \frac{KT}{nH^3}\to \frac1{105}\frac{\ell}{n},\qquad
+                \frac{KU}{nH^3}\to \frac{1}{5\,\ell n},\qquad
+                \frac{KS}{nH^3}\to \frac1{30}\Big(1 - \frac{2\lambda_W\sigma_1^2}{c\,\lambda_b}\Big)\frac1n.
+
+    The slopes in :math:`\ell/n` and the :math:`1/\ell` laws of U are universal (independent of c, :math:`\sigma_1` and the
+    rates); the level of S at :math:`\lambda_b > 0` is not (it needs ``lambda_W`` and ``activation``). The approach is
+    :math:`O(\log\ell/\ell)` relative (from the corrections to K and H).
+
+    Args:
+      lambda_b: the constant bias learning rate (>= 0).
+      lambda_W: the constant weight learning rate (>= 0).
+      activation: a registry name of the K*=0 class with :math:`\sigma_2 = 0` (it enters only ``S_level``).
+
+    Returns:
+      dict with ``R, S, T, U``, the slopes of :math:`KX/(nH^3)` in :math:`\ell/n` (0 where X grows more slowly);
+      ``U_level``, the limit of :math:`\ell KU/H^3`; and ``S_level``, the limit of :math:`KS/H^3` for
+      :math:`\lambda_b > 0` (None at :math:`\lambda_b = 0`, where S grows like :math:`\ell H^3/K`).
+
+    Raises:
+      PDLTValueError: negative rates, or an activation outside the K*=0 class or with :math:`\sigma_2 \ne 0`.
+    """
+    from ._criticality import taylor_coefficients
+    from ._ntk_fluctuations import _kstar0_coefficients
+
+    fn = "kstar0_ddntk_slopes"
+    _checks.nonnegative(fn, lambda_b=lambda_b, lambda_W=lambda_W)
+    act = get_activation(activation, fn)
+    _kstar0_coefficients(act, fn)
+    _, s1, s2, s3 = taylor_coefficients(act)
+    if abs(s2) > 1e-12 * abs(s1):
+        raise _checks.PDLTValueError(
+            f"{fn}: `activation` {act.name!r} has sigma_2 = {s2:.3g} != 0 (the derivation needs an odd activation)")
+    if lambda_b > 0:
+        c = s3 / s1
+        return {"R": -1.0 / 42, "S": 0.0, "T": 1.0 / 105, "U": 0.0, "U_level": 0.2,
+                "S_level": (1 - 2 * lambda_W * s1**2 / (c * lambda_b)) / 30}
+    return {"R": -1.0 / 12, "S": 1.0 / 12, "T": 0.0, "U": 0.0, "U_level": 0.5, "S_level": None}

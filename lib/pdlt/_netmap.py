@@ -19,8 +19,14 @@ CPU_MICRO_BATCH = 8
 
 
 def micro_batched(n: int, micro: bool = True) -> bool:
-    """Whether ``n`` networks are mapped in micro-batches (CPU backend, more than one micro-batch)."""
-    return micro and jax.default_backend() == "cpu" and n > CPU_MICRO_BATCH
+    """Whether ``n`` networks are mapped in micro-batches (the CPU backend; ``n`` is only for the callers' use).
+
+    On a CPU every network goes through the one micro-batch program, however few there are: XLA's
+    code for a batch of two networks, say, may round differently from its code for eight, so a
+    remainder chunk of a few networks mapped by a plain ``vmap`` would make a network's numbers depend on
+    the chunk size.
+    """
+    return micro and jax.default_backend() == "cpu"
 
 
 def network_map(one, idx, *, micro: bool = True):

@@ -1,7 +1,7 @@
 r"""Monte Carlo statistics of the NTK over ensembles of networks at initialization (PDLT §8.2-§8.3, §9).
 
 * :func:`ensemble_ntk`: the empirical NTK (multi-input, multi-output) and the outputs of ``n_nets``
-  networks, ``vmap`` of :func:`pdlt.empirical_ntk` inside chunks; network ``i`` uses ``fold_in(key, i)``.
+  networks, :func:`pdlt.empirical_ntk` of each through :func:`pdlt.ensemble_map`; network ``i`` uses ``fold_in(key, i)``.
 * :func:`ntk_conditional_samples` and :func:`ntk_fluctuation_estimates`: single-input estimators of
   H, V, A, B, D, F that average analytically over the last layer's weights (Rao-Blackwellised).
   Given layer :math:`\ell` of a network (preactivations :math:`z_j`, full NTK :math:`\hat H_{jk}`), with
@@ -28,8 +28,6 @@ r"""Monte Carlo statistics of the NTK over ensembles of networks at initializati
 """
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 
@@ -37,7 +35,7 @@ from . import _checks
 from ._activations import get_activation
 from ._empirical_ntk import empirical_ntk, learning_rate_tensor
 from ._mlp import init_mlp, mlp_apply, network_key
-from ._progress import even_chunk, progress_range
+from ._sharding import ensemble_map
 from ._stats import covariance_and_se, mean_and_se, variance_and_se
 
 __all__ = ["ensemble_ntk", "ntk_conditional_samples", "ntk_fluctuation_estimates", "relative_ntk_variance_estimate",
@@ -70,7 +68,8 @@ def ensemble_ntk(key, x, *, widths, C_b, C_W, activation="relu", lambda_b=1.0, l
       x: inputs ``(N, n0)``. widths: ``(n_1, ..., n_L)``. C_b, C_W: scalars.
       activation: registry name. lambda_b, lambda_W: scalars or per-layer sequences of length L.
       n_nets: networks. per_layer: keep each layer's contribution (as :func:`pdlt.empirical_ntk`).
-      chunk: networks per ``vmap`` batch. progress: progress bar (default: env).
+      chunk: networks per step of :func:`pdlt.ensemble_map` (the one ensemble engine: micro-batched on a CPU,
+        sharded over the devices; the chunk size never changes a number). progress: progress bar (default: env).
     Returns:
       ``(H, z)``: ``H`` of shape ``(n_nets, n_L, n_L, N, N)`` (``(n_nets, L, n_L, n_L, N, N)`` with
       ``per_layer``) and ``z`` of shape ``(n_nets, N, n_L)``.
@@ -79,21 +78,16 @@ def ensemble_ntk(key, x, *, widths, C_b, C_W, activation="relu", lambda_b=1.0, l
     """
     fn = "ensemble_ntk"
     x, widths, act, lb, lw = _validate(fn, x, widths, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, 2)
-    Hs, zs = [], []
-    for idx, keep in _padded_chunks(n_nets, chunk, f"{act.name} NTK ensemble", progress):
-        H, z = _ntk_batch(key, idx, x, widths, float(C_b), float(C_W), act.name, lb, lw, per_layer)
-        Hs.append(H[:keep])
-        zs.append(z[:keep])
-    return jnp.concatenate(Hs), jnp.concatenate(zs)
+    H, z = ensemble_map(_ntk_one, key, n_nets, (x,), chunk=chunk, progress=progress, desc=f"{act.name} NTK ensemble",
+                        static=(("widths", widths), ("C_b", float(C_b)), ("C_W", float(C_W)), ("act", act.name),
+                                ("lb", lb), ("lw", lw), ("per_layer", per_layer)))
+    return jnp.asarray(H), jnp.asarray(z)
 
 
-@partial(jax.jit, static_argnames=("widths", "C_b", "C_W", "act", "lb", "lw", "per_layer"))
-def _ntk_batch(key, idx, x, widths, C_b, C_W, act, lb, lw, per_layer):
-    def one(i):
-        p = init_mlp(network_key(key, i), x.shape[1], widths, C_b=C_b, C_W=C_W, dtype=x.dtype)
-        return empirical_ntk(p, x, act, lambda_b=lb, lambda_W=lw, per_layer=per_layer), mlp_apply(p, x, act)
-
-    return jax.vmap(one)(idx)
+def _ntk_one(key, i, x, *, widths, C_b, C_W, act, lb, lw, per_layer):
+    """Empirical NTK and outputs of network ``i``."""
+    p = init_mlp(network_key(key, i), x.shape[1], widths, C_b=C_b, C_W=C_W, dtype=x.dtype)
+    return empirical_ntk(p, x, act, lambda_b=lb, lambda_W=lw, per_layer=per_layer), mlp_apply(p, x, act)
 
 
 @_checks.warns_nonfinite("samples")
@@ -116,41 +110,27 @@ def ntk_conditional_samples(key, x, *, n: int, L: int, C_b, C_W, activation="rel
       ``mu`` (E[H_ii | previous layer]), ``G`` (conditional metric), ``b2`` (E[H_ik^2 | .]),
       ``f2`` (E[H_ik z_i z_k | .]); and ``"n"``.
     """
-    return _conditional("ntk_conditional_samples", _cond_batch, 1, key, x, n, L, C_b, C_W, activation, lambda_b,
+    return _conditional("ntk_conditional_samples", _cond_one, 1, key, x, n, L, C_b, C_W, activation, lambda_b,
                         lambda_W, n_nets, chunk, progress)
 
 
 def _conditional(fn, batch, ndim, key, x, n, L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, progress):
-    """Validate, then run ``batch`` (``_cond_batch`` or ``_cond_batch_multi``) over padded chunks of networks."""
+    """Validate, then map ``batch`` (``_cond_one`` or ``_cond_one_multi``) over the networks (:func:`pdlt.ensemble_map`)."""
     _checks.positive_int(fn, n=n, L=L)
     x, _, act, lb, lw = _validate(fn, x, (n,) * L, C_b, C_W, activation, lambda_b, lambda_W, n_nets, chunk, ndim)
     lbv, lwv = jnp.asarray(lb, x.dtype), jnp.asarray(lw, x.dtype)
     inputs = f" N={x.shape[0]}" if ndim == 2 else ""
-    res = _chunked(lambda idx: batch(key, idx, x, n, L, float(C_b), float(C_W), act.name, lbv, lwv),
-                   n_nets, chunk, f"{act.name} NTK statistics{inputs} n={n}", progress)
+    cv = jnp.asarray([C_b, C_W], x.dtype)
+    res = ensemble_map(batch, key, n_nets, (x, cv, lbv, lwv), static=(("n", n), ("L", L), ("act", act.name)),
+                       chunk=chunk, progress=progress, desc=f"{act.name} NTK statistics{inputs} n={n}")
+    res = {k: jnp.asarray(v) for k, v in res.items()}
     res["n"] = n
     return res
 
 
-def _chunked(batch, n_nets, chunk, desc, progress) -> dict:
-    """Per-network outputs of ``batch(indices)`` over padded chunks, trimmed and concatenated."""
-    out = []
-    for idx, keep in _padded_chunks(n_nets, chunk, desc, progress):
-        out.append({k: v[:keep] for k, v in batch(idx).items()})
-    return {k: jnp.concatenate([o[k] for o in out]) for k in out[0]}
-
-
-def _padded_chunks(n_nets, chunk, desc, progress):
-    """Index batches of one fixed size (the last one padded with repeats) so that jit compiles once."""
-    size = even_chunk(n_nets, chunk)
-    for start in progress_range(0, n_nets, size, desc=desc, enable=progress):
-        stop = min(start + size, n_nets)
-        idx = jnp.minimum(jnp.arange(start, start + size), n_nets - 1)
-        yield idx, stop - start
-
-
-@partial(jax.jit, static_argnames=("n", "L", "act"))
-def _cond_batch(key, idx, x, n, L, C_b, C_W, act, lb, lw):
+def _cond_one(key, i, x, cv, lb, lw, *, n, L, act):
+    """Conditional NTK moments of network ``i``, one input: dict of ``(L,)`` arrays."""
+    C_b, C_W = cv[0], cv[1]
     a = get_activation(act)
     c = C_W / n
     g0 = jnp.sum(x * x) / x.shape[0]
@@ -187,8 +167,8 @@ def _cond_batch(key, idx, x, n, L, C_b, C_W, act, lb, lw):
         _, rows = jax.lax.scan(step, (H, z), (jnp.arange(1, L), lb[1:], lw[1:]))
         return jnp.concatenate([first[None], rows])
 
-    out = jax.vmap(one)(idx)                               # (batch, L, 4)
-    return {k: out[:, :, j] for j, k in enumerate(("mu", "G", "b2", "f2"))}
+    out = one(i)                                           # (L, 4)
+    return {k: out[:, j] for j, k in enumerate(("mu", "G", "b2", "f2"))}
 
 
 @_checks.warns_nonfinite("estimates")
@@ -251,12 +231,13 @@ def ntk_conditional_samples_multi(key, x, *, n: int, L: int, C_b, C_W, activatio
     Raises:
       PDLTValueError: bad shapes or values, before compute.
     """
-    return _conditional("ntk_conditional_samples_multi", _cond_batch_multi, 2, key, x, n, L, C_b, C_W, activation,
+    return _conditional("ntk_conditional_samples_multi", _cond_one_multi, 2, key, x, n, L, C_b, C_W, activation,
                         lambda_b, lambda_W, n_nets, chunk, progress)
 
 
-@partial(jax.jit, static_argnames=("n", "L", "act"))
-def _cond_batch_multi(key, idx, x, n, L, C_b, C_W, act, lb, lw):
+def _cond_one_multi(key, i, x, cv, lb, lw, *, n, L, act):
+    """Conditional NTK statistics of network ``i``, N inputs: ``mu, G`` ``(L, N, N)``, ``f, b`` ``(L, N, N, N, N)``."""
+    C_b, C_W = cv[0], cv[1]
     a = get_activation(act)
     c = C_W / n
     N = x.shape[0]
@@ -296,7 +277,7 @@ def _cond_batch_multi(key, idx, x, n, L, C_b, C_W, act, lb, lw):
         _, rows = jax.lax.scan(step, (H, z), (jnp.arange(1, L), lb[1:], lw[1:]))
         return tuple(jnp.concatenate([f[None], r]) for f, r in zip(first, rows))
 
-    mu, G, f, bb = jax.vmap(one)(idx)
+    mu, G, f, bb = one(i)
     return {"mu": mu, "G": G, "f": f, "b": bb}
 
 

@@ -246,3 +246,72 @@ def test_relu_delta_terms_are_the_averaged_motion_of_the_ntk():
     assert np.max(np.abs(dev)) < Z
     c = np.unravel_index(np.argmax(np.abs(np.asarray(dist - ae))), dist.shape)
     assert abs(float(est["P"][c] - ae[c])) > Z * float(est["P_se"][c])
+
+
+def _smoothed_R_moments(eps, a, K):
+    """<σ'''_0 σ'^3_1> and <σ''_0 σ_1 σ'^2_1> for σ_ε(z) = a z + (1 - a) ε softplus(z/ε), by 2-D Gauss-Legendre
+    quadrature (z_0 = ε t on the kink, z_1 given z_0 on three panels); independent of the library."""
+    Kaa, Kab, Kbb = float(K[0, 0]), float(K[0, 1]), float(K[1, 1])
+    rho, s = Kab / Kaa, np.sqrt(Kbb - Kab**2 / Kaa)
+    g, w = np.polynomial.legendre.leggauss(200)
+
+    def panel(lo, hi):
+        return 0.5 * (hi - lo) * g + 0.5 * (hi + lo), 0.5 * (hi - lo) * w
+
+    t, wt = panel(-40.0, 40.0)
+    t, wt = np.concatenate([t, t]), np.concatenate([wt, wt]) / 2   # (same nodes twice: keeps shapes simple)
+    za = eps * t
+    pa = np.exp(-za**2 / (2 * Kaa)) / np.sqrt(2 * np.pi * Kaa)
+    sg = 0.5 * (1 + np.tanh(t / 2))
+    s1, s2 = sg * (1 - sg), sg * (1 - sg) * (1 - 2 * sg)
+    zb, wb = map(np.concatenate, zip(*[panel(-12 * s, -40 * eps), panel(-40 * eps, 40 * eps), panel(40 * eps, 12 * s)]))
+    dens = np.exp(-(zb[None, :] - rho * za[:, None]) ** 2 / (2 * s * s)) / np.sqrt(2 * np.pi * s * s)
+    d1 = a + (1 - a) * 0.5 * (1 + np.tanh(zb / (2 * eps)))
+    sig = a * zb + (1 - a) * eps * np.logaddexp(0.0, zb / eps)
+    EA, EB = dens @ (wb * d1**3), dens @ (wb * sig * d1**2)
+    # dz_0 σ'''(z_0) = (1 - a) sigmoid''(t) dt / ε,  dz_0 σ''(z_0) = (1 - a) sigmoid'(t) dt
+    return (np.sum(wt * (1 - a) * s2 / eps * pa * EA), np.sum(wt * (1 - a) * s1 * pa * EB))
+
+
+@pytest.mark.parametrize("a", [0.0, 0.2])
+def test_ddntk_second_layer_distributional_R_is_the_smoothed_kink_limit(a):
+    """Kinked R (σ'' = (1-a)δ, σ''' = (1-a)δ') against activations smoothed on a scale ε, ε -> 0 by Richardson
+    (error O(ε^2)); the almost-everywhere value (R = 0) is the null, and the other entries are NaN."""
+    from pdlt.theory import ddntk_second_layer
+
+    act = pdlt.leaky_relu(a) if a else "relu"
+    x = _inputs(2)
+    C_b, C_W, lb, lw = 0.1, 1.7, 0.5, 1.3
+    K = C_b + C_W * np.asarray(x @ x.T) / x.shape[1]
+    Th = lb + np.asarray(x @ x.T) / x.shape[1]
+    r = ddntk_second_layer(x, C_b=C_b, C_W=C_W, activation=act, lambda_b=lb, lambda_W=[1.0, lw], kink="distributional")
+    R = np.asarray(r["R"])
+    for i in (0, 1):
+        j = 1 - i
+        perm = [i, j]
+        Kp = K[np.ix_(perm, perm)]
+        (A1, B1), (A2, B2) = _smoothed_R_moments(0.02, a, Kp), _smoothed_R_moments(0.01, a, Kp)
+        A, B = (4 * A2 - A1) / 3, (4 * B2 - B1) / 3
+        want = C_W**2 * A * Th[i, j] ** 3 + lw * C_W * B * Th[i, j] ** 2
+        assert abs(R[i, j, j, j] - want) < 1e-5 * abs(want) and abs(want) > 1e-3
+    assert np.isnan(R).sum() == 14
+    ae = ddntk_second_layer(x, C_b=C_b, C_W=C_W, activation=act, lambda_b=lb, lambda_W=[1.0, lw])
+    assert float(np.max(np.abs(np.asarray(ae["R"])))) == 0.0
+    for k in "STU":
+        np.testing.assert_array_equal(np.asarray(r[k]), np.asarray(ae[k]))
+
+
+def test_ddntk_second_layer_distributional_R_limits_and_refusals():
+    """Leaky ReLU with a = 1 is linear (R = 0, and the kinked formula -> 0 as a -> 1); one input or two coincident
+    ones have no finite distributional R and raise naming `kink`."""
+    from pdlt.theory import ddntk_second_layer
+
+    x = _inputs(2)
+    kw = dict(C_b=0.0, C_W=2.0, lambda_b=0.5, lambda_W=1.0, kink="distributional")
+    assert float(np.max(np.abs(np.asarray(ddntk_second_layer(x, activation=pdlt.leaky_relu(1.0), **kw)["R"])))) == 0.0
+    Rn = np.asarray(ddntk_second_layer(x, activation=pdlt.leaky_relu(1 - 1e-6), **kw)["R"])
+    Rr = np.asarray(ddntk_second_layer(x, activation="relu", **kw)["R"])
+    assert np.nanmax(np.abs(Rn)) < 1e-10 < np.nanmax(np.abs(Rr))
+    for bad in (x[:1], jnp.concatenate([x[:1], x[:1]])):
+        with pytest.raises(pdlt.PDLTValueError, match="kink"):
+            ddntk_second_layer(bad, activation="relu", **kw)

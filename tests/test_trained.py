@@ -240,3 +240,53 @@ def test_trained_mean_correction_bad_inputs():
                                               algorithm="leap")
     with pytest.raises(pdlt.PDLTValueError):
         pdlt.learning.trained_mean_correction(jnp.eye(N), jnp.eye(N), jnp.ones(2), 2, P=z[0], Q=z, R=z)
+
+
+def _relu_task():
+    xA, yA, xD, _ = pdlt.learning.synthetic_task(jax.random.fold_in(jax.random.key(0), 7), n_train=1,
+                                                 n_test=2, n0=3)
+    return xA, yA, xD
+
+
+def test_trained_mean_correction_distributional_relu_refuses_a_test_input_on_the_training_input():
+    xA, yA, xD = _relu_task()
+    kw = dict(C_b=0.0, C_W=2.0, activation="relu", lambda_b=0.0, lambda_W=1.0, kink="distributional")
+    b = pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xD, **kw)
+    assert np.all(np.isfinite(np.asarray(b)))
+    with pytest.raises(pdlt.PDLTValueError, match="kink"):
+        pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xA, **kw)
+
+
+@pytest.mark.slow
+def test_trained_mean_correction_against_trained_relu_ensemble():
+    """Depth two, ReLU, one training input, one fixed-kappa leap: n (E z_T - m_inf), fitted a + b/n over
+    n = 64, 128, 256, against the theory with distributional P, Q, R (4.5 SE); the same with R dropped
+    (the preactivations crossing the kink through σ''') is rejected at the first test input."""
+    xA, yA, xD = _relu_task()
+    x = jnp.concatenate([xA, xD])
+    rates = dict(lambda_b=0.0, lambda_W=1.0)
+    r = pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xD, parts=True, C_b=0.0, C_W=2.0,
+                                                      activation="relu", kink="distributional", **rates)
+    Th = pdlt.ntk_recursion(x, C_b=0.0, C_W=2.0, L=2, activation="relu", **rates)[1][-1]
+    kap = jnp.linalg.inv(Th[:1, :1])
+    widths, S, chunk = (64, 128, 256), 100_000, 5000
+    res = []
+    for i, n in enumerate(widths):
+        ds = []
+        for c in range(S // chunk):
+            P = pdlt.learning.init_ensemble(jax.random.fold_in(jax.random.fold_in(jax.random.key(23), i), c), 3,
+                                            [n, 1], C_b=0.0, C_W=2.0, n_nets=chunk)
+            PT = pdlt.learning.giant_leap_ensemble(P, xA, yA, activation="relu", kappa=kap, **rates)
+            H = pdlt.learning.stacked_ntk(P, x, "relu", **rates)[:, 0, 0]
+            z0 = pdlt.learning.ensemble_apply(P, x, "relu")[:, :, 0]
+            lin = z0[:, 1:] - jnp.einsum("sda,ab,sb->sd", H[:, 1:, :1], kap, z0[:, :1] - yA[None, :, 0])
+            ds.append(n * np.asarray(pdlt.learning.ensemble_apply(PT, xD, "relu")[:, :, 0] - lin))
+        d = np.concatenate(ds)
+        res.append((d.mean(0), d.std(0, ddof=1) / np.sqrt(S)))
+    res = np.array(res)
+    b, b0 = np.asarray(r["total"]), np.asarray(r["total"] - r["ddntk"])
+    for k in range(2):
+        a, _, sa, _, _ = pdlt.learning.fit_inverse_width(widths, res[:, 0, k], res[:, 1, k])
+        assert abs(a - b[k]) < 4.5 * sa, (k, a, sa, b[k])
+        if k == 0:
+            assert abs(a - b0[k]) > 4.5 * sa, (a, sa, b0[k])

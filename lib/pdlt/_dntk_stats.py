@@ -450,7 +450,6 @@ def kstar0_dntk_slopes(*, lambda_b=0.0) -> dict:
 
 # --------------------------------------------------------------------------- ddNTK means at the second layer
 
-@_checks.warns_nonfinite("recursion")
 def ddntk_second_layer(x, *, C_b, C_W, activation="tanh", lambda_b=1.0, lambda_W=1.0, kink: str = "almost-everywhere") -> dict:
     r"""R, S, T, U of the second layer (exact at any width; ours), for N <= 3 inputs.
 
@@ -470,16 +469,36 @@ def ddntk_second_layer(x, *, C_b, C_W, activation="tanh", lambda_b=1.0, lambda_W
                  + \lambda C\big[\langle\sigma'_1\sigma''_2\sigma_3\sigma'_4\rangle\Theta_{24} + \langle\sigma''_1\sigma'_2\sigma'_3\sigma_4\rangle\Theta_{13}\big]\Theta_{12} + X_{1234},
 
     with :math:`X_{1234} = C^2\langle\sigma''_1\sigma''_2\sigma'_3\sigma'_4\rangle\Theta_{12}\Theta_{13}\Theta_{24}` (digits: input indices).
-    Kinked activations only with ``kink="almost-everywhere"`` (σ'' = σ''' = 0: R = U = 0; the product of two delta
-    functions in X has no finite distributional value for coincident inputs).
+
+    Kinked activations (scale-invariant, :math:`a_+\ne a_-`), N <= 2 inputs. ``kink="almost-everywhere"``
+    (the default): σ'' = σ''' = 0, so R = U = 0 and S, T keep only their σ' terms. ``kink="distributional"``
+    (ours): R with :math:`\sigma'' = (a_+-a_-)\delta`, :math:`\sigma''' = (a_+-a_-)\delta'`, the limit of smooth
+    activations approaching the kink. With :math:`\langle\delta(z_a)f(z_b)\rangle = p_a(0)E[f\mid z_a=0]`,
+    :math:`\langle\delta'(z_a)f(z_b)\rangle = -\partial_u[p_a(u)E[f\mid z_a=u]]_{u=0} = -p_a(0)\,(K_{ab}/K_{aa})\,E[f'(z_b)\mid z_a=0]`
+    and :math:`z_b\mid z_a=0\sim N(0, \det K/K_{aa})`, the entries whose first input differs from the other three are
+
+    .. math::
+       R_{abbb} = \frac{(a_+-a_-)(a_+^3-a_-^3)}{2\pi K_{aa}}\Big[-C^2\Theta_{ab}^3\frac{K_{ab}}{\sqrt{\det K}}
+                 + \lambda C\,\Theta_{ab}^2\sqrt{\det K}\Big]\qquad(a\ne b),
+
+    the first term from :math:`\langle\sigma'''_a\sigma'^3_b\rangle`, the second from :math:`\langle\sigma''_a\sigma_b\sigma'^2_b\rangle`
+    (both vanish for :math:`a_+ = a_-`). Every other entry has its first input coinciding with another one and
+    contains :math:`\langle\delta'(z_a)\sigma'(z_a)\cdots\rangle`, which has no finite value (for a smooth activation of
+    kink width ε it grows like :math:`-p_a(0)\int\sigma''^2\propto 1/\varepsilon`); those entries are NaN. One input, or
+    two coincident ones (:math:`\det K = 0`), leave no finite entry and raise. S, T and U stay almost-everywhere
+    under ``"distributional"``: U = X is a product of two delta functions, with no finite value for coincident
+    inputs, and the single delta terms of T are not included either. Only :math:`R_{abbb}` enters one
+    second-order step from one training input (:func:`pdlt.learning.trained_mean_correction`, whose first index
+    is the test input).
 
     Returns: dict ``R, S, T, U`` (arrays ``(N,)*4`` in the index order of the definitions; coefficients of 1/n).
+
+    Raises: PDLTValueError naming ``kink`` for a kinked activation with ``kink="distributional"`` and one input
+      or two coincident inputs; PDLTValueError for a kinked activation with N > 2.
     """
     fn = "ddntk_second_layer"
     x, lb, lw = _validate_common(fn, x, 2, C_b, C_W, lambda_b, lambda_W, kink)
     act = get_activation(activation, fn)
-    if _kinked(act) and kink != "almost-everywhere":
-        raise _checks.PDLTValueError(f"{fn}: kinked activation {act.name!r} needs kink='almost-everywhere'")
     if not (act.smooth or act.scale_invariant):
         raise _checks.PDLTValueError(f"{fn}: `activation` {act.name!r} has no usable derivatives")
     xx = x @ x.T / x.shape[1]
@@ -487,9 +506,11 @@ def ddntk_second_layer(x, *, C_b, C_W, activation="tanh", lambda_b=1.0, lambda_W
     Th = lb[0] + lw[0] * xx
     lam, C = lw[1], float(C_W)
     N = x.shape[0]
+    R_dist = None
     if _kinked(act):
         if N > 2:
             raise _checks.PDLTValueError(f"{fn}: kinked activation {act.name!r} supports N <= 2 inputs, got N={N}")
+        R_dist = _kinked_R_distributional(fn, act, K, Th, lam, C) if kink == "distributional" else None
         mom = lambda kinds: (_si_moment(act, K, kinds, kink) if not set(kinds) & {"dd", "ddd"}  # noqa: E731
                              else jnp.zeros((N,) * len(kinds), K.dtype))
     else:
@@ -508,5 +529,29 @@ def ddntk_second_layer(x, *, C_b, C_W, activation="tanh", lambda_b=1.0, lambda_W
     Tl = (lam**2 * jnp.einsum("abcd,ab->abcd", mom(("d", "d", "s", "s")), Th)
           + lam * C * (jnp.einsum("abcd,bd,ab->abcd", mom(("d", "dd", "s", "d")), Th, Th)
                        + jnp.einsum("abcd,ac,ab->abcd", mom(("dd", "d", "d", "s")), Th, Th)) + X)
+    if R_dist is not None:
+        R = R_dist
     # T_{1342} = Tl[1,2,3,4] -> T[e0,e1,e2,e3] = Tl[e0,e3,e1,e2];  U_{1423} = X[1,2,3,4] -> U[e0,e1,e2,e3] = X[e0,e2,e3,e1]
-    return {"R": R, "S": S, "T": jnp.transpose(Tl, (0, 2, 3, 1)), "U": jnp.transpose(X, (0, 3, 1, 2))}
+    out = {"R": R, "S": S, "T": jnp.transpose(Tl, (0, 2, 3, 1)), "U": jnp.transpose(X, (0, 3, 1, 2))}
+    # the NaN entries of a distributional kinked R are intended (no finite value); the finite ones are checked
+    _checks.warn_nonfinite(fn, {**out, "R": R[[0, 1], [1, 0], [1, 0], [1, 0]]} if R_dist is not None else out, "recursion")
+    return out
+
+
+def _kinked_R_distributional(fn, act, K, Th, lam, C):
+    """R of the second layer with σ'' = (a+ - a-)δ, σ''' = (a+ - a-)δ' (two distinct inputs; see ddntk_second_layer)."""
+    N = K.shape[0]
+    if N == 1 or not bool(K[0, 0] * K[1, 1] - K[0, 1] ** 2 > 1e-12 * K[0, 0] * K[1, 1]):
+        raise _checks.PDLTValueError(
+            f"{fn}: kink='distributional' R of the kinked activation {act.name!r} needs two distinct inputs: "
+            "with one input (or two coincident ones) every entry contains <δ'(z)σ'(z)>, which has no finite value; "
+            "use kink='almost-everywhere'")
+    det = K[0, 0] * K[1, 1] - K[0, 1] ** 2
+    ap, am = act.a_plus, act.a_minus
+    w = (ap - am) * (ap**3 - am**3) / (2 * math.pi)
+    R = jnp.full((2, 2, 2, 2), jnp.nan, K.dtype)
+    for a in range(2):
+        b = 1 - a
+        v = w / K[a, a] * (-C**2 * Th[a, b] ** 3 * K[a, b] / jnp.sqrt(det) + lam * C * Th[a, b] ** 2 * jnp.sqrt(det))
+        R = R.at[a, b, b, b].set(v)
+    return R

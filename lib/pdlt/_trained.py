@@ -449,8 +449,9 @@ def trained_mean_correction(Theta, K, y, n_train: int, *, P, Q, R, H1=None, A=No
     Dropped: fourth and higher derivatives (:math:`O(1/n^2)`), the :math:`O(1/n)` shift of K in the ddNTK term
     (:math:`O(1/n^2)`). At depth two every input tensor is exact (:math:`H^{\{1\}} = 0` there); deeper
     networks need R at that depth (the formula itself is depth-independent, given the tensors).
-    Kinked activations: the expansion assumes three derivatives; a ReLU network crossing kinks during
-    the step is not covered.
+    Kinked activations: the expansion assumes three derivatives. A ReLU network's preactivations cross the
+    kink during the step, which the tensors see only through the delta functions of σ'' and σ'''
+    (``kink="distributional"`` of :func:`trained_mean_correction_depth2`); their almost-everywhere values miss it.
 
     Args:
       Theta, K: ``(N, N)`` NTK and kernel of the output layer (training inputs first).
@@ -494,16 +495,22 @@ def trained_mean_correction(Theta, K, y, n_train: int, *, P, Q, R, H1=None, A=No
 
 
 def trained_mean_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="tanh", lambda_b=1.0,
-                                   lambda_W=1.0, algorithm="leap-fixed", parts: bool = False):
+                                   lambda_W=1.0, algorithm="leap-fixed", parts: bool = False,
+                                   kink: str = "almost-everywhere"):
     r""":func:`trained_mean_correction` for a depth-two network (one hidden layer of width n, one output), all tensors exact.
 
     Computes K, Θ, P, Q (:func:`pdlt.dntk_statistics`), R (:func:`pdlt.ddntk_second_layer`) and, for ``"leap"``,
     A, B, H¹ (:func:`pdlt.ntk_statistics`) on the training inputs plus one test input at a time (the tensors
-    are implemented for N <= 3 inputs, so ``n_train <= 2``). Smooth activations (the expansion needs three
-    derivatives; the dNTK is taken "almost everywhere", which for a smooth activation is exact).
+    are implemented for N <= 3 inputs, so ``n_train <= 2``). For a smooth activation ``kink`` does not matter.
+    For a kinked one (ReLU, leaky ReLU; one training input, as the kinked tensors take N <= 2 inputs)
+    ``kink="distributional"`` takes P, Q and R with σ'' = (a+ - a-)δ, σ''' = (a+ - a-)δ' (the preactivations
+    that cross the kink during the step); only entries whose first index, the test input, differs from the
+    training input enter, and those are finite (:func:`pdlt.ddntk_second_layer`); a test input equal to the
+    training input raises. ``kink="almost-everywhere"`` drops the delta functions (σ'' = σ''' = 0).
 
     Args: x_train ``(n_train, n0)``, y ``(n_train,)``, x_test ``(N_D, n0)``; the rest as in :func:`pdlt.ntk_statistics`.
       algorithm: one name of :data:`TRAINED_ALGORITHMS`, or a tuple of names (the tensors computed once).
+      kink: ``"almost-everywhere"`` (default) or ``"distributional"`` (kinked activations, above).
     Returns: ``(N_D,)`` coefficients of 1/n (with ``parts``: a dict of such arrays); for a tuple of
       algorithms, a dict keyed by algorithm.
     """
@@ -522,8 +529,8 @@ def trained_mean_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="
     out = {a: [] for a in algs}
     for d in range(x_test.shape[0]):
         x = jnp.concatenate([x_train, x_test[d:d + 1]])
-        st = dntk_statistics(x, L=2, kink="almost-everywhere", **kw)
-        R = ddntk_second_layer(x, kink="almost-everywhere", **kw)["R"]
+        R = ddntk_second_layer(x, kink=kink, **kw)["R"]   # first: it refuses coincident inputs for a kinked activation
+        st = dntk_statistics(x, L=2, kink=kink, **kw)
         extra = {}
         if "leap" in algs:
             ns = ntk_statistics(x, L=2, **kw)

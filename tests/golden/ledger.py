@@ -120,7 +120,8 @@ def main(argv: list[str]) -> int:
             print(f"{ch}: no results in {results}", file=sys.stderr)
             return 2
         cur, old = pin(res), golden(ch)
-        diff = [] if old is None else compare(old, cur, machine_of(ch) == machine_signature())
+        diff = [] if old is None else compare(old, cur, machine_of(ch) == machine_signature(),
+                                                tols={e['id']: e.get('tol') for e in res['ledger']})
         flips += sum(d.startswith("VERDICT") for d in diff)
         print(f"{ch}: {'new golden file' if old is None else (f'{len(diff)} changes' if diff else 'unchanged')}")
         for d in diff:

@@ -380,9 +380,9 @@ def _one_net(key, x, n, L, xi, gamma, C_b, C_W, act, method):
     return P, Q, zs[-1]
 
 
-@partial(jax.jit, static_argnames=("n", "L", "act", "method"))
-def _batch(key, idx, x, n, L, xi, gamma, C_b, C_W, act, method):
-    return jax.vmap(lambda i: _one_net(network_key(key, i), x, n, L, xi, gamma, C_b, C_W, act, method))(idx)
+def _net(key, i, x, xi, gamma, C_b, C_W, *, n, L, act, method):
+    """Pair statistics and output of network ``i`` (the per-network function of :func:`pdlt.ensemble_map`)."""
+    return _one_net(network_key(key, i), x, n, L, xi, gamma, C_b, C_W, act, method)
 
 
 @_checks.warns_nonfinite("samples")
@@ -405,7 +405,7 @@ def residual_ensemble(key, x, *, n: int, L: int, xi, gamma, C_b, C_W, activation
     Raises:
       PDLTValueError on bad arguments (before any compute).
     """
-    from ._progress import even_chunk, progress_range
+    from ._sharding import ensemble_map
 
     fn = "residual_ensemble"
     _checks.positive_int(fn, n=n, L=L, n_nets=n_nets, chunk=chunk)
@@ -420,13 +420,10 @@ def residual_ensemble(key, x, *, n: int, L: int, xi, gamma, C_b, C_W, activation
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     if x.ndim != 1:
         raise _checks.PDLTValueError(f"{fn}: `x` must be one input of shape (n0,), got {x.shape}")
-    out = []
-    chunk = even_chunk(n_nets, chunk)
-    for start in progress_range(0, n_nets, chunk, desc=f"residual {act.name} ({method})", enable=progress):
-        idx = jnp.arange(start, start + chunk)      # fixed chunk shape (one compilation); extra nets dropped
-        hp = [jnp.asarray(v, x.dtype) for v in (xi, gamma, C_b, C_W)]
-        out.append(_batch(key, idx, x, n, L, *hp, act.name, method))
-    return tuple(jnp.concatenate([o[k] for o in out])[:n_nets] for k in range(3))
+    hp = tuple(jnp.asarray(v, x.dtype) for v in (xi, gamma, C_b, C_W))
+    out = ensemble_map(_net, key, n_nets, (x, *hp), static=(("n", n), ("L", L), ("act", act.name), ("method", method)),
+                       chunk=chunk, progress=progress, desc=f"residual {act.name} ({method})")
+    return tuple(jnp.asarray(o) for o in out)
 
 
 def vertex_from_pairs(P, Q, n: int):

@@ -27,7 +27,6 @@ Contents:
 """
 from __future__ import annotations
 
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -161,9 +160,9 @@ def _conditional_one(key, K0, n, L, g, C_W, C_b, skip, act):
     return jnp.concatenate([(y @ y.T / n)[None], Qs], axis=0)
 
 
-@partial(jax.jit, static_argnames=("n", "L", "act"))
-def _conditional_batch(key, idx, K0, n, L, g, C_W, C_b, skip, act):
-    return jax.vmap(lambda i: _conditional_one(network_key(key, i), K0, n, L, g, C_W, C_b, skip, act))(idx)
+def _conditional_net(key, i, K0, g, C_W, C_b, skip, *, n, L, act):
+    """Gram matrices of network ``i`` (the per-network function of :func:`pdlt.ensemble_map`)."""
+    return _conditional_one(network_key(key, i), K0, n, L, g, C_W, C_b, skip, act)
 
 
 @_checks.warns_nonfinite("samples")
@@ -180,13 +179,13 @@ def resnet_ensemble(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float, C
     Args:
       key: PRNG key. x: inputs ``(N, n0)``; ``y^(0)`` has kernel ``input_kernel(x, C_b0, C_W0)``.
       n: width; L: blocks; alpha: branch exponent; C_W, C_b: branch variances; activation; skip: xi.
-      n_nets: ensemble size; chunk: networks per vmapped batch.
+      n_nets: ensemble size; chunk: networks per step of :func:`pdlt.ensemble_map` (never changes a number).
     Returns:
       array ``(n_nets, L + 1, N, N)``; ``[:, ell]`` is :math:`Q^{(\ell)}`.
     Raises:
       PDLTValueError on a bad argument (before any compute).
     """
-    from ._progress import even_chunk, progress_range
+    from ._sharding import ensemble_map
 
     fn = "resnet_ensemble"
     act = _validate(fn, L, alpha, C_W, C_b, activation, skip)
@@ -195,12 +194,10 @@ def resnet_ensemble(key, x, *, n: int, L: int, alpha: float = 0.5, C_W: float, C
     x = jnp.asarray(x, dtype=jnp.result_type(float))
     K0 = input_kernel(x, C_b=C_b0, C_W=C_W0)
     g = branch_multiplier(L, alpha)
-    out = []
-    chunk = even_chunk(n_nets, chunk)
-    for start in progress_range(0, n_nets, chunk, desc=f"resnet n={n} L={L}", enable=progress):
-        idx = jnp.arange(start, start + chunk)  # one chunk shape (one compilation); extra nets cut below
-        out.append(_conditional_batch(key, idx, K0, n, L, g, float(C_W), float(C_b), float(skip), act.name))
-    return jnp.concatenate(out)[:n_nets]
+    hp = tuple(jnp.asarray(float(v), K0.dtype) for v in (g, C_W, C_b, skip))
+    return jnp.asarray(ensemble_map(_conditional_net, key, n_nets, (K0, *hp),
+                                    static=(("n", n), ("L", L), ("act", act.name)), chunk=chunk,
+                                    progress=progress, desc=f"resnet n={n} L={L}"))
 
 
 @_checks.warns_nonfinite("samples")

@@ -20,7 +20,6 @@ four-point vertex recursion for Gaussian and for orthogonal weights (one input).
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -154,19 +153,15 @@ def _forward(key, x, widths, sampler, C_b, C_W, act, input_sampler):
     return forward_pass(params, x, get_activation(act).sigma)
 
 
-@partial(jax.jit, static_argnames=("widths", "sampler", "C_b", "C_W", "act", "input_sampler"))
-def _metrics_batch(key, idx, x, widths, sampler, C_b, C_W, act, input_sampler):
+def _metrics_net(key, i, x, *, widths, sampler, C_b, C_W, act, input_sampler):
+    """Conditional metrics of network ``i`` with explicit weights (per-network function of :func:`pdlt.ensemble_map`)."""
     sigma = get_activation(act).sigma
-
-    def one(i):
-        zs = _forward(network_key(key, i), x, widths, sampler, C_b, C_W, act, input_sampler)
-        G = [C_b + C_W * (x @ x.T) / x.shape[1]]
-        for ell in range(len(widths) - 1):
-            s = sigma(zs[ell])
-            G.append(C_b + C_W * (s @ s.T) / widths[ell])
-        return jnp.stack(G)
-
-    return jax.vmap(one)(idx)
+    zs = _forward(network_key(key, i), x, widths, sampler, C_b, C_W, act, input_sampler)
+    G = [C_b + C_W * (x @ x.T) / x.shape[1]]
+    for ell in range(len(widths) - 1):
+        s = sigma(zs[ell])
+        G.append(C_b + C_W * (s @ s.T) / widths[ell])
+    return jnp.stack(G)
 
 
 def _stiefel_one(key, x, widths, C_W, act):
@@ -193,9 +188,9 @@ def _stiefel_one(key, x, widths, C_W, act):
     return jnp.concatenate([(C_W * (x @ x.T) / x.shape[1])[None], Gs], axis=0)
 
 
-@partial(jax.jit, static_argnames=("widths", "C_W", "act"))
-def _stiefel_batch(key, idx, x, widths, C_W, act):
-    return jax.vmap(lambda i: _stiefel_one(network_key(key, i), x, widths, C_W, act))(idx)
+def _stiefel_net(key, i, x, *, widths, C_W, act):
+    """Conditional metrics of network ``i``, orthogonal weights sampled layer by layer in law."""
+    return _stiefel_one(network_key(key, i), x, widths, C_W, act)
 
 
 @_checks.warns_nonfinite("samples")
@@ -213,7 +208,7 @@ def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0,
     Returns:
       array ``(n_nets, L, N, N)``; ``[:, ell-1]`` is :math:`\hat G^{(\ell)}` (``[:, 0]`` the input kernel).
     """
-    from ._progress import even_chunk, progress_range
+    from ._sharding import ensemble_map
 
     fn = "weights_ensemble_metrics"
     widths = _checks.widths(fn, "widths", widths)
@@ -232,16 +227,14 @@ def weights_ensemble_metrics(key, x, *, widths, sampler: WeightSampler, C_b=0.0,
                                     or widths[0] < x.shape[1]):
         raise _checks.PDLTValueError(f"{fn}: method='conditional' needs orthogonal weights, C_b = 0 and equal "
                                      f"widths n >= n0; got {sampler.kind}, C_b={C_b}, widths={widths}, n0={x.shape[1]}")
-    out = []
-    chunk = even_chunk(n_nets, chunk)
-    for start in progress_range(0, n_nets, chunk, desc=f"{sampler.kind} weights", enable=progress):
-        idx = jnp.arange(start, start + chunk)  # one chunk shape (one compilation); extra nets cut below
-        if method == "conditional":
-            out.append(_stiefel_batch(key, idx, x, widths, float(C_W), act.name))
-        else:
-            out.append(_metrics_batch(key, idx, x, widths, sampler, float(C_b), float(C_W), act.name,
-                                      input_sampler or sampler))
-    return jnp.concatenate(out)[:n_nets]
+    if method == "conditional":
+        fn_net, static = _stiefel_net, (("widths", widths), ("C_W", float(C_W)), ("act", act.name))
+    else:
+        fn_net, static = _metrics_net, (("widths", widths), ("sampler", sampler), ("C_b", float(C_b)),
+                                        ("C_W", float(C_W)), ("act", act.name),
+                                        ("input_sampler", input_sampler or sampler))
+    return jnp.asarray(ensemble_map(fn_net, key, n_nets, (x,), static=static, chunk=chunk, progress=progress,
+                                    desc=f"{sampler.kind} weights"))
 
 
 @_checks.warns_nonfinite("recursion")

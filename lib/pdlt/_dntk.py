@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._empirical_ntk import empirical_ntk, learning_rate_tensor
-from ._mlp import mlp_apply
+from ._mlp import init_mlp, mlp_apply, network_key
 
 __all__ = ["empirical_dntk", "ensemble_dntk_moment", "ntk_relative_variance", "relu_ntk_relative_variance_leading",
            "dntk_pq_samples", "dntk_pq_estimates", "ddntk_mean_samples", "ddntk_mean_estimates", "ntk_motion_pq_estimates",
@@ -209,10 +209,10 @@ def _pq_one(p, x, activation, lb, lw):
     return P, 0.5 * (Q1 + Q2) / npair
 
 
-@partial(jax.jit, static_argnames=("activation", "lb", "lw"))
-def _pq_batch(params, x, activation, lb, lw):
-    # lax.map (a loop over networks) rather than vmap: the same numbers, a far smaller program to compile
-    return jax.lax.map(lambda p: _pq_one(p, x, activation, lb, lw), params)
+def _pq_net(key, i, x, *, widths, C_b, C_W, act, lb, lw):
+    """P, Q samples of network ``i`` (per-network function of :func:`pdlt.ensemble_map`)."""
+    p = init_mlp(network_key(key, i), x.shape[1], widths, C_b=C_b, C_W=C_W, dtype=x.dtype)
+    return _pq_one(p, x, act, lb, lw)
 
 
 def dntk_pq_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
@@ -233,8 +233,7 @@ def dntk_pq_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lamb
     """
     from ._checks import PDLTValueError, nonnegative, positive, positive_int
     from ._ensembles import warn_nonfinite
-    from ._progress import even_chunk, progress_range
-    from ._training import init_ensemble
+    from ._sharding import ensemble_map
 
     fn = "dntk_pq_samples"
     positive_int(fn, n=n, L=L, n_nets=n_nets, n_out=n_out, chunk=chunk)
@@ -249,14 +248,12 @@ def dntk_pq_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lamb
     act = get_activation(activation, fn)
     lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn=fn)
     widths = (n,) * (L - 1) + (n_out,)
-    Ps, Qs = [], []
-    size = even_chunk(n_nets, chunk)
-    for start in progress_range(0, n_nets, size, desc=f"dNTK P, Q n={n} L={L}", enable=progress):
-        params = init_ensemble(key, x.shape[1], list(widths), C_b=C_b, C_W=C_W, n_nets=size, start=start)
-        P, Q = _pq_batch(params, x, act.name, lb, lw)
-        Ps.append(P)
-        Qs.append(Q)
-    P, Q = n * jnp.concatenate(Ps)[:n_nets], n * jnp.concatenate(Qs)[:n_nets]
+    # one network at a time (micro_batch=1): the same numbers as a vmap, a far smaller program to compile
+    P, Q = ensemble_map(_pq_net, key, n_nets, (x,), chunk=chunk, progress=progress, micro_batch=1,
+                        desc=f"dNTK P, Q n={n} L={L}",
+                        static=(("widths", widths), ("C_b", float(C_b)), ("C_W", float(C_W)), ("act", act.name),
+                                ("lb", lb), ("lw", lw)))
+    P, Q = n * jnp.asarray(P), n * jnp.asarray(Q)
     warn_nonfinite(fn, P)
     return P, Q
 
@@ -337,9 +334,10 @@ def _ddntk_one(p, x, activation, lb, lw):
     return R, S, T, U
 
 
-@partial(jax.jit, static_argnames=("activation", "lb", "lw"))
-def _ddntk_batch(params, x, activation, lb, lw):
-    return jax.lax.map(lambda p: _ddntk_one(p, x, activation, lb, lw), params)
+def _ddntk_net(key, i, x, *, widths, C_b, C_W, act, lb, lw):
+    """R, S, T, U samples of network ``i`` (per-network function of :func:`pdlt.ensemble_map`)."""
+    p = init_mlp(network_key(key, i), x.shape[1], widths, C_b=C_b, C_W=C_W, dtype=x.dtype)
+    return _ddntk_one(p, x, act, lb, lw)
 
 
 def ddntk_mean_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", lambda_b=1.0, lambda_W=1.0,
@@ -366,8 +364,7 @@ def ddntk_mean_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", l
     Returns: ``(nR, nS, nT, nU)``, each ``(n_nets, N, N, N, N)`` in the index order of R, S, T, U.
     """
     from ._checks import PDLTValueError, nonnegative, positive, positive_int
-    from ._progress import even_chunk, progress_range
-    from ._training import init_ensemble
+    from ._sharding import ensemble_map
 
     fn = "ddntk_mean_samples"
     positive_int(fn, n=n, L=L, n_nets=n_nets, n_out=n_out, chunk=chunk)
@@ -381,14 +378,12 @@ def ddntk_mean_samples(key, x, *, n: int, L: int, C_b, C_W, activation="relu", l
     from ._activations import get_activation
     act = get_activation(activation, fn)
     lb, lw = learning_rate_tensor(L, lambda_b, lambda_W, fn=fn)
-    widths = [n] * (L - 1) + [n_out]
-    out = [[], [], [], []]
-    size = even_chunk(n_nets, chunk)
-    for start in progress_range(0, n_nets, size, desc=f"ddNTK n={n} L={L}", enable=progress):
-        params = init_ensemble(key, x.shape[1], widths, C_b=C_b, C_W=C_W, n_nets=size, start=start)
-        for k, v in enumerate(_ddntk_batch(params, x, act.name, lb, lw)):
-            out[k].append(v)
-    return tuple(n * jnp.concatenate(o)[:n_nets] for o in out)
+    widths = (n,) * (L - 1) + (n_out,)
+    out = ensemble_map(_ddntk_net, key, n_nets, (x,), chunk=chunk, progress=progress, micro_batch=1,
+                       desc=f"ddNTK n={n} L={L}",
+                       static=(("widths", widths), ("C_b", float(C_b)), ("C_W", float(C_W)), ("act", act.name),
+                               ("lb", lb), ("lw", lw)))
+    return tuple(n * jnp.asarray(o) for o in out)
 
 
 def ddntk_mean_estimates(key, x, **kw) -> dict:

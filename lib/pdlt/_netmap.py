@@ -29,18 +29,23 @@ def micro_batched(n: int, micro: bool = True) -> bool:
     return micro and jax.default_backend() == "cpu"
 
 
-def network_map(one, idx, *, micro: bool = True):
-    """``jax.vmap(one)(idx)``, computed in micro-batches of ``CPU_MICRO_BATCH`` on the CPU backend.
+def network_map(one, idx, *, micro: bool = True, batch: int | None = None):
+    """``jax.vmap(one)(idx)``, computed in micro-batches of ``batch`` networks on the CPU backend.
 
     Args:
       one: function of one network index (returns a pytree). idx: 1-d array of indices.
       micro: False forces a plain vmap (e.g. when ``idx`` is sharded over several devices).
+      batch: networks per micro-batch on a CPU (default ``CPU_MICRO_BATCH``); 1 runs them one at a time
+        (a loop: the smallest program, for large per-network computations such as third derivatives).
     """
     n = idx.shape[0]
+    batch = CPU_MICRO_BATCH if batch is None else int(batch)
     if not micro_batched(n, micro):
         return jax.vmap(one)(idx)
-    pad = -n % CPU_MICRO_BATCH      # pad to whole micro-batches (repeating the last index), so that the
+    if batch == 1:
+        return jax.lax.map(one, idx)
+    pad = -n % batch                # pad to whole micro-batches (repeating the last index), so that the
     if pad:                         # body is compiled once, not once more for a remainder batch
         idx = jnp.concatenate([idx, jnp.broadcast_to(idx[-1:], (pad,))])
-    out = jax.lax.map(one, idx, batch_size=CPU_MICRO_BATCH)
+    out = jax.lax.map(one, idx, batch_size=batch)
     return jax.tree.map(lambda a: a[:n], out) if pad else out

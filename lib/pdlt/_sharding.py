@@ -73,9 +73,9 @@ def _indices(start, m_pad, mesh):
     return jax.make_array_from_callback((m_pad,), sharding, lambda s: host[s])
 
 
-def _vmapped(fn, key, idx, operands, static, micro):
+def _vmapped(fn, key, idx, operands, static, micro, batch=None):
     # micro-batched on a one-device CPU mesh (pdlt._netmap); a plain vmap over a sharded index axis
-    return network_map(lambda i: fn(key, i, *operands, **dict(static)), idx, micro=micro)
+    return network_map(lambda i: fn(key, i, *operands, **dict(static)), idx, micro=micro, batch=batch)
 
 
 @partial(jax.jit, static_argnames=("fn", "static"))
@@ -83,9 +83,9 @@ def _one_network(key, index, operands, *, fn, static):
     return fn(key, index, *operands, **dict(static))
 
 
-@partial(jax.jit, static_argnames=("fn", "static", "mesh"))
-def _map_chunk(key, idx, operands, *, fn, static, mesh):
-    out = _vmapped(fn, key, idx, operands, static, mesh.devices.size == 1)
+@partial(jax.jit, static_argnames=("fn", "static", "mesh", "batch"))
+def _map_chunk(key, idx, operands, *, fn, static, mesh, batch=None):
+    out = _vmapped(fn, key, idx, operands, static, mesh.devices.size == 1, batch)
     spec = NamedSharding(mesh, P(AXIS))
     return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, spec), out)
 
@@ -140,7 +140,7 @@ def _process_gather(a):
 
 
 def ensemble_map(fn, key, n_nets: int, operands=(), *, static=(), chunk: int = 4096, mesh=None,
-                 progress: bool | None = None, desc: str = "ensemble"):
+                 progress: bool | None = None, desc: str = "ensemble", micro_batch: int | None = None):
     """Evaluate ``fn(key, i, *operands, **static)`` for networks ``i = 0..n_nets-1``, sharded and chunked.
 
     Args:
@@ -149,23 +149,32 @@ def ensemble_map(fn, key, n_nets: int, operands=(), *, static=(), chunk: int = 4
       key: the ensemble's ``jax.random.key``.
       n_nets: ensemble size (>= 1). operands: tuple of arrays passed to every network (replicated).
       static: tuple of ``(name, value)`` pairs of hashable keyword arguments.
-      chunk: networks per step (rounded up to a multiple of the device count).
+      chunk: at most this many networks per step: the ensemble is cut into as few steps as that allows,
+        all of one size (one compilation; rounded up to a multiple of the device count).
       mesh: a mesh from :func:`ensemble_mesh` (default: all devices).
+      micro_batch: networks per micro-batch on a CPU (default 8); 1 maps them one at a time (the
+        smallest program to compile, for large per-network computations). Never changes a number's
+        dependence on the chunk size: every chunk goes through the same micro-batch program.
     Returns:
       The pytree of ``fn`` with a leading axis ``n_nets``, as NumPy arrays on every process.
     Raises:
       PDLTValueError: ``n_nets`` or ``chunk`` not a positive integer.
     """
-    from ._progress import progress_bar
+    from ._progress import even_chunk, progress_bar
 
     _check_size("ensemble_map", n_nets, chunk)
+    if micro_batch is not None:
+        _checks.positive_int("ensemble_map", micro_batch=micro_batch)
     mesh = _mesh("ensemble_map", mesh)
     ndev = mesh.devices.size
-    plan = list(_chunks(n_nets, chunk, ndev))
+    # chunks of one size (one compilation), the last padded with networks beyond n_nets that are dropped
+    size = -(-even_chunk(n_nets, chunk) // ndev) * ndev
+    plan = [(start, min(size, n_nets - start), size) for start in range(0, n_nets, size)]
     parts = []
     bar = progress_bar(n_nets, desc=desc, enable=None if progress is None else (progress and len(plan) > 1))
     for start, m, m_pad in plan:
-        out = _map_chunk(key, _indices(start, m_pad, mesh), tuple(operands), fn=fn, static=tuple(static), mesh=mesh)
+        out = _map_chunk(key, _indices(start, m_pad, mesh), tuple(operands), fn=fn, static=tuple(static), mesh=mesh,
+                         batch=micro_batch)
         parts.append(jax.tree.map(lambda a: _process_gather(a)[:m], out))
         bar.update(m)
     bar.close()

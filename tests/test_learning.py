@@ -53,6 +53,16 @@ def test_init_ensemble_is_fold_in_networks():
     np.testing.assert_allclose(P[0][0][2], p2[0][0], rtol=1e-14)  # same draws (XLA may round the scale differently)
 
 
+def test_init_ensemble_draws_exactly_vmapped_init_mlp():
+    """init_ensemble compiles per layer shape but keeps init_mlp's key layout: bitwise the vmapped init_mlp."""
+    key, widths, Cb, Cw = jax.random.key(5), (7, 7, 1), (0.1, 0.2, 0.3), (1.5, 2.0, 1.2)
+    P = pdlt.learning.init_ensemble(key, 3, widths, C_b=Cb, C_W=Cw, n_nets=6)
+    ref = jax.jit(jax.vmap(lambda i: pdlt.ensembles.init_mlp(pdlt.ensembles.network_key(key, i), 3, widths,
+                                                             C_b=Cb, C_W=Cw)))(jnp.arange(6))
+    for a, b in zip(jax.tree_util.tree_leaves(P), jax.tree_util.tree_leaves(ref)):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("kw,name", [({"eta": -1.0, "steps": 3}, "eta"), ({"eta": 0.1, "steps": 0}, "steps")])
 def test_train_ensemble_rejects_bad_input(kw, name):
     x, y = _task()

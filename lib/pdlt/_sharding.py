@@ -45,11 +45,24 @@ def ensemble_mesh(devices=None) -> Mesh:
 
 
 def _chunks(n_nets, chunk, ndev):
-    """(start, size, padded size) of each chunk; padded sizes are multiples of the device count."""
+    """(start, size, padded size) of each chunk of the streamed reductions: chunks of ``chunk`` networks
+    (the last one shorter); padded sizes are multiples of the device count. The order of the sums
+    follows this plan, so it is kept as it is."""
     chunk = -(-chunk // ndev) * ndev
     for start in range(0, n_nets, chunk):
         m = min(chunk, n_nets - start)
         yield start, m, -(-m // ndev) * ndev
+
+
+def _even_chunks(n_nets, chunk, ndev):
+    """(start, size, padded size) of each chunk of :func:`ensemble_map`: as few chunks of at most ``chunk``
+    networks as possible, all of one padded size (one compilation; a multiple of the device count), the
+    last padded with networks beyond ``n_nets`` that are dropped. Per-network outputs do not depend on it."""
+    from ._progress import even_chunk
+
+    size = -(-even_chunk(n_nets, chunk) // ndev) * ndev
+    for start in range(0, n_nets, size):
+        yield start, min(size, n_nets - start), size
 
 
 #: networks an ensemble may have: 64-bit indices with jax_enable_x64, else 32-bit ones
@@ -160,16 +173,14 @@ def ensemble_map(fn, key, n_nets: int, operands=(), *, static=(), chunk: int = 4
     Raises:
       PDLTValueError: ``n_nets`` or ``chunk`` not a positive integer.
     """
-    from ._progress import even_chunk, progress_bar
+    from ._progress import progress_bar
 
     _check_size("ensemble_map", n_nets, chunk)
     if micro_batch is not None:
         _checks.positive_int("ensemble_map", micro_batch=micro_batch)
     mesh = _mesh("ensemble_map", mesh)
     ndev = mesh.devices.size
-    # chunks of one size (one compilation), the last padded with networks beyond n_nets that are dropped
-    size = -(-even_chunk(n_nets, chunk) // ndev) * ndev
-    plan = [(start, min(size, n_nets - start), size) for start in range(0, n_nets, size)]
+    plan = list(_even_chunks(n_nets, chunk, ndev))
     parts = []
     bar = progress_bar(n_nets, desc=desc, enable=None if progress is None else (progress and len(plan) > 1))
     for start, m, m_pad in plan:

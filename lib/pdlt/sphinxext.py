@@ -810,13 +810,11 @@ def _execute_ahead(app, env, docnames):
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
     from jupyter_cache.executors.utils import single_nb_execution
     from myst_nb.core.read import is_myst_markdown_notebook, read_myst_markdown_notebook
 
-    cache_path = app.config.nb_execution_cache_path or str(Path(app.outdir).parent / ".jupyter_cache")
-    cache = get_cache(cache_path)
+    cache = _notebook_cache(app)
     late = set(app.config.pdlt_read_last)
     todo = []
     for doc in docnames:
@@ -872,10 +870,9 @@ def _complete_executed(app, env):
     if app.config.nb_execution_mode != "cache":
         return
     import nbformat
-    from jupyter_cache import get_cache
 
     root = Path(app.outdir).parent / "jupyter_execute"
-    cache = get_cache(app.config.nb_execution_cache_path or str(Path(app.outdir).parent / ".jupyter_cache"))
+    cache = _notebook_cache(app)
     for f in sorted(root.rglob("*.ipynb")):
         nb = nbformat.read(f, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
@@ -888,3 +885,10 @@ def _complete_executed(app, env):
         tmp = f.with_name(f.name + ".tmp")
         nbformat.write(merged, tmp)
         os.replace(tmp, f)
+
+
+def _notebook_cache(app):
+    """The jupyter-cache myst-nb reads (``nb_execution_cache_path``, else ``_build/.jupyter_cache``)."""
+    from jupyter_cache import get_cache
+
+    return get_cache(app.config.nb_execution_cache_path or str(Path(app.outdir).parent / ".jupyter_cache"))

@@ -60,6 +60,7 @@ TABLE = {
     "_bayes": "learning",
     "_parametrizations": "learning",
     "_trained": "learning",
+    "_trained_dynamics": "learning",
     # stats: estimators with standard errors, fits
     "_stats": "stats",
     # topics beyond the book's main line

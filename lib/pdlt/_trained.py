@@ -497,48 +497,68 @@ def trained_mean_correction(Theta, K, y, n_train: int, *, P, Q, R, H1=None, A=No
 def trained_mean_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="tanh", lambda_b=1.0,
                                    lambda_W=1.0, algorithm="leap-fixed", parts: bool = False,
                                    kink: str = "almost-everywhere"):
-    r""":func:`trained_mean_correction` for a depth-two network (one hidden layer of width n, one output), all tensors exact.
+    r"""The trained-mean :math:`1/n` coefficient of a depth-two network (one hidden layer of width n, one output), all tensors exact.
 
-    Computes K, Θ, P, Q (:func:`pdlt.dntk_statistics`), R (:func:`pdlt.ddntk_second_layer`) and, for ``"leap"``,
-    A, B, H¹ (:func:`pdlt.ntk_statistics`) on the training inputs plus one test input at a time (the tensors
-    are implemented for N <= 3 inputs, so ``n_train <= 2``). For a smooth activation ``kink`` does not matter.
-    For a kinked one (ReLU, leaky ReLU; one training input, as the kinked tensors take N <= 2 inputs)
-    ``kink="distributional"`` takes P, Q and R with σ'' = (a+ - a-)δ, σ''' = (a+ - a-)δ' (the preactivations
-    that cross the kink during the step); only entries whose first index, the test input, differs from the
-    training input enter, and those are finite (:func:`pdlt.ddntk_second_layer`); a test input equal to the
-    training input raises. ``kink="almost-everywhere"`` drops the delta functions (σ'' = σ''' = 0).
+    Computes K, Θ, P, Q (:func:`pdlt.dntk_statistics`), R, S, T, U (:func:`pdlt.ddntk_second_layer`) and, where
+    needed, A, B, H¹ (:func:`pdlt.ntk_statistics`) on the training inputs plus one test input at a time (the
+    tensors are implemented for N <= 3 inputs, so ``n_train <= 2``). One second-order step (``"leap-fixed"``,
+    ``"leap"``) goes to :func:`trained_mean_correction`; gradient descent (:class:`pdlt.learning.GD`) to
+    :func:`pdlt.learning.trained_mean_correction_steps`, whose reference is the infinite-width mean after the
+    same steps. For a smooth activation ``kink`` does not matter. For a kinked one (ReLU, leaky ReLU; one
+    training input, as the kinked tensors take N <= 2 inputs) ``kink="distributional"`` takes P, Q and R with
+    σ'' = (a+ - a-)δ, σ''' = (a+ - a-)δ' (the preactivations that cross the kink during the step); only
+    entries whose first index, the test input, differs from the training input enter, and those are finite
+    (:func:`pdlt.ddntk_second_layer`); a test input equal to the training input raises. Gradient descent also
+    needs S, T, U, which have no distributional form here, so it refuses ``kink="distributional"``.
+    ``kink="almost-everywhere"`` drops the delta functions (σ'' = σ''' = 0).
 
     Args: x_train ``(n_train, n0)``, y ``(n_train,)``, x_test ``(N_D, n0)``; the rest as in :func:`pdlt.ntk_statistics`.
-      algorithm: one name of :data:`TRAINED_ALGORITHMS`, or a tuple of names (the tensors computed once).
+      algorithm: a name of :data:`TRAINED_ALGORITHMS`, a :class:`pdlt.learning.GD`, or a tuple of these.
       kink: ``"almost-everywhere"`` (default) or ``"distributional"`` (kinked activations, above).
     Returns: ``(N_D,)`` coefficients of 1/n (with ``parts``: a dict of such arrays); for a tuple of
       algorithms, a dict keyed by algorithm.
     """
     from ._dntk_stats import ddntk_second_layer, dntk_statistics
     from ._ntk_stats import ntk_statistics
+    from ._trained_dynamics import GD, trained_mean_correction_steps
 
     fn = "trained_mean_correction_depth2"
-    algs = (algorithm,) if isinstance(algorithm, str) else tuple(algorithm)
+    single = isinstance(algorithm, (str, GD))
+    algs = (algorithm,) if single else tuple(algorithm)
     for a in algs:
-        _checks.one_of(fn, "algorithm", a, TRAINED_ALGORITHMS)
+        if isinstance(a, GD):
+            _checks.positive(fn, eta=a.eta)
+            _checks.positive_int(fn, steps=a.steps)
+            if kink == "distributional":
+                raise _checks.PDLTValueError(
+                    f"{fn}: `kink` 'distributional' has no S, T, U, which gradient descent ({a}) needs")
+        else:
+            _checks.one_of(fn, "algorithm", a, TRAINED_ALGORITHMS)
     x_train, x_test = jnp.asarray(x_train), jnp.asarray(x_test)
     nA = x_train.shape[0]
     if nA > 2:
         raise _checks.PDLTValueError(f"{fn}: at most 2 training inputs (the dNTK tensors need N <= 3), got {nA}")
     kw = dict(C_b=C_b, C_W=C_W, activation=activation, lambda_b=lambda_b, lambda_W=lambda_W)
+    need_ab = any(a == "leap" or isinstance(a, GD) for a in algs)
     out = {a: [] for a in algs}
     for d in range(x_test.shape[0]):
         x = jnp.concatenate([x_train, x_test[d:d + 1]])
-        R = ddntk_second_layer(x, kink=kink, **kw)["R"]   # first: it refuses coincident inputs for a kinked activation
+        dd = ddntk_second_layer(x, kink=kink, **kw)   # first: it refuses coincident inputs for a kinked activation
         st = dntk_statistics(x, L=2, kink=kink, **kw)
+        Th, K, P, Q = st.Theta[-1], st.K[-1], st.P[-1], st.Q[-1]
         extra = {}
-        if "leap" in algs:
+        if need_ab:
             ns = ntk_statistics(x, L=2, **kw)
             extra = dict(H1=ns.H1[-1], A=ns.A[-1], B=ns.B[-1])
         for a in algs:
-            out[a].append(trained_mean_correction(st.Theta[-1], st.K[-1], jnp.asarray(y), nA, P=st.P[-1],
-                                                  Q=st.Q[-1], R=R, algorithm=a, parts=True, **extra))
+            if isinstance(a, GD):
+                r = trained_mean_correction_steps(Th, K, jnp.asarray(y), nA, P=P, Q=Q, R=dd["R"], S=dd["S"],
+                                                  T=dd["T"], U=dd["U"], eta=a.eta, steps=a.steps, parts=True, **extra)
+            else:
+                r = trained_mean_correction(Th, K, jnp.asarray(y), nA, P=P, Q=Q, R=dd["R"], algorithm=a, parts=True,
+                                            **extra)
+            out[a].append(r)
     res = {a: {k: jnp.concatenate([o[k] for o in out[a]]) for k in out[a][0]} for a in algs}
     if not parts:
         res = {a: r["total"] for a, r in res.items()}
-    return res[algorithm] if isinstance(algorithm, str) else res
+    return res[algorithm] if single else res

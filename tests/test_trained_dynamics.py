@@ -1,0 +1,213 @@
+"""Training dynamics to second order in the derivative tensors, and the 1/n mean of trained outputs."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pdlt
+from pdlt.learning import GD
+
+Z = 4.5
+
+
+def _cubic_model(s, N=5, P=30, seed=11):
+    k = jax.random.key(seed)
+    phi = jax.random.normal(jax.random.fold_in(k, 1), (N, P)) / np.sqrt(P)
+    a = jax.random.normal(jax.random.fold_in(k, 2), (N, P, P)) / P
+    psi = a + jnp.transpose(a, (0, 2, 1))
+    t = jax.random.normal(jax.random.fold_in(k, 3), (N, P, P, P)) / P**1.5
+    tau = sum(jnp.transpose(t, (0,) + p) for p in ((1, 2, 3), (1, 3, 2), (2, 1, 3), (2, 3, 1), (3, 1, 2), (3, 2, 1))) / 6
+    w0 = 0.3 * jax.random.normal(jax.random.fold_in(k, 4), (P,))
+
+    def f(w):
+        return (phi @ w + 0.5 * s * jnp.einsum("npq,p,q->n", psi, w, w)
+                + s**2 / 6 * jnp.einsum("npqr,p,q,r->n", tau, w, w, w))
+
+    return f, w0
+
+
+def _train(f, w0, y, ntr, kap, steps):
+    def step(w, _):
+        J = jax.jacfwd(f)(w)[:ntr]
+        return w - J.T @ (kap @ (f(w)[:ntr] - y)), None
+
+    return f(jax.lax.scan(step, w0, None, length=steps)[0])
+
+
+@pytest.mark.parametrize("algorithm", ["gd-small", "gd-large", "fixed-kappa"])
+def test_expansion_is_exact_to_second_order(algorithm):
+    """An explicit model with dNTK ∝ s and ddNTKs ∝ s²: the trained outputs minus the expansion are O(s³)
+    (halving s divides the remainder by ~8), and the s² terms (ddNTKs, products of dNTKs) are resolved."""
+    ntr = 3
+    y = jax.random.normal(jax.random.key(5), (ntr,))
+    rem, second = [], []
+    for s in (0.2, 0.1):
+        f, w0 = _cubic_model(s)
+        H, dH = pdlt.learning.model_ntk_dntk(f, w0)
+        ddI, ddII = pdlt.learning.model_ddntks(f, w0)
+        lam = np.linalg.eigvalsh(np.asarray(H[:ntr, :ntr]))
+        if algorithm == "fixed-kappa":
+            kap, kw, steps = jnp.linalg.inv(H[:ntr, :ntr]), {}, 3
+            kw = dict(kappa=kap, steps=steps)
+        else:
+            eta = (0.5 if algorithm == "gd-small" else 1.5) / lam[-1]
+            steps = int(40 * lam[-1] / lam[0])
+            kap, kw = eta * jnp.eye(ntr), dict(eta=eta, steps=steps)
+        zT = _train(f, w0, y, ntr, kap, steps)
+        ex = pdlt.learning.trained_outputs_expansion(f(w0), H, dH, ddI, ddII, y, ntr, **kw)
+        ex1 = pdlt.learning.trained_outputs_expansion(f(w0), H, dH, 0 * ddI, 0 * ddII, y, ntr, **kw)
+        rem.append(float(jnp.max(jnp.abs(zT - ex))))
+        second.append(float(jnp.max(jnp.abs(ex - ex1))))
+    assert rem[0] < 0.1 * second[0]                     # the ddNTK terms carry the O(s²) part
+    assert rem[1] < 0.2 * rem[0]                        # remainder O(s³): ratio 1/8
+
+
+def _random_tensors(N, seed=0):
+    k = jax.random.key(seed)
+    r = lambda i, shape: jax.random.normal(jax.random.fold_in(k, i), shape)  # noqa: E731
+    X = r(0, (N, N + 2))
+    Theta = X @ X.T / (N + 2) + 0.3 * jnp.eye(N)
+    Y = r(1, (N, N + 3))
+    K = Y @ Y.T / (N + 3) + 0.2 * jnp.eye(N)
+    t = {name: 0.3 * r(2 + i, (N,) * 4) for i, name in enumerate("PQRSTU")}
+    # the symmetries of the definitions: dH_{a0a1a2} in a1 <-> a2 (P), ddI in its last three inputs (R)
+    t["P"] = 0.5 * (t["P"] + jnp.einsum("acbd->abcd", t["P"]))
+    t["R"] = 0.5 * (t["R"] + jnp.einsum("abdc->abcd", t["R"]))
+    return Theta, K, t
+
+
+def test_one_fixed_step_is_the_closed_form():
+    """One step with κ = Θ_AA⁻¹ through the dynamics equals the closed form of trained_mean_correction
+    ("leap-fixed"), for arbitrary tensors; S, T, U do not enter one step."""
+    N, ntr = 4, 2
+    Theta, K, t = _random_tensors(N)
+    y = jnp.array([0.7, -1.1])
+    H1 = 0.2 * (Theta[::-1] + Theta[::-1].T)
+    kap = jnp.linalg.inv(Theta[:ntr, :ntr])
+    r = pdlt.learning.trained_mean_correction_steps(Theta, K, y, ntr, H1=H1, kappa=kap, steps=1, parts=True, **t)
+    ref = pdlt.learning.trained_mean_correction(Theta, K, y, ntr, P=t["P"], Q=t["Q"], R=t["R"], H1=H1, parts=True)
+    for k in ("total", "ntk", "dntk", "ddntk"):
+        np.testing.assert_allclose(r[k], ref[k], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(r["ddntk_II"], 0.0, atol=1e-12)
+    assert float(jnp.max(jnp.abs(r["ddntk"]))) > 1e-2
+
+
+def test_gd_ntk_part_at_convergence_is_the_own_ntk_shift():
+    """Converged gradient descent: the NTK part is the mean shift of the own-NTK kernel prediction
+    (ntk_mean_shift_coefficient), whatever the learning rate."""
+    N, ntr = 4, 2
+    Theta, K, t = _random_tensors(N, seed=1)
+    A = 0.2 * jnp.einsum("ab,cd->abcd", Theta, Theta)
+    B = 0.1 * jnp.einsum("ac,bd->abcd", K, K)
+    H1 = 0.3 * K
+    y = jnp.array([0.4, 0.9])
+    lam = np.linalg.eigvalsh(np.asarray(Theta[:ntr, :ntr]))
+    ref = pdlt.learning.ntk_mean_shift_coefficient(Theta, H1, A, B, y, ntr)
+    for sc in (0.5, 1.2):
+        r = pdlt.learning.trained_mean_correction_steps(Theta, K, y, ntr, H1=H1, A=A, B=B, eta=sc / lam[-1],
+                                                        steps=int(80 * lam[-1] / lam[0]), parts=True, **t)
+        np.testing.assert_allclose(r["ntk"], ref, rtol=1e-8)
+
+
+@pytest.mark.parametrize("eta_scale", [0.5, 1.5])
+def test_gd_dntk_response_is_the_nearly_kernel_closed_form(eta_scale):
+    """The first-order response of the dynamics to the dNTK, converged, equals the closed form of
+    nearly_kernel_prediction (derived separately, in the eigenbasis of H_AA)."""
+    N, ntr = 5, 3
+    k = jax.random.key(2)
+    X = jax.random.normal(k, (N, N + 2))
+    H = X @ X.T / (N + 2) + 0.3 * jnp.eye(N)
+    dH = jax.random.normal(jax.random.fold_in(k, 1), (N, N, N))
+    dH = 0.5 * (dH + jnp.transpose(dH, (0, 2, 1)))
+    z0 = jax.random.normal(jax.random.fold_in(k, 2), (N,))
+    y = jax.random.normal(jax.random.fold_in(k, 3), (ntr,))
+    lam = np.linalg.eigvalsh(np.asarray(H[:ntr, :ntr]))
+    eta = eta_scale / lam[-1]
+    steps = int(80 * lam[-1] / lam[0] / min(eta_scale, 2 - eta_scale))
+    zero = jnp.zeros((N,) * 4)
+    f = lambda s: pdlt.learning.trained_outputs_expansion(z0, H, s * dH, zero, zero, y, ntr, eta=eta,  # noqa: E731
+                                                          steps=steps)[ntr:]
+    zk, dz = jax.jvp(f, (0.0,), (1.0,))
+    zk_ref, c = pdlt.learning.nearly_kernel_prediction(H, dH, z0, y, ntr, eta=eta)
+    np.testing.assert_allclose(zk, zk_ref, rtol=1e-9)
+    np.testing.assert_allclose(dz, c, rtol=1e-7, atol=1e-10)
+
+
+def _task2(seed=7):
+    xA, yA, xD, _ = pdlt.learning.synthetic_task(jax.random.fold_in(jax.random.key(0), seed), n_train=2,
+                                                 n_test=2, n0=3)
+    return xA, yA, xD
+
+
+def test_gd_last_layer_only_is_the_kernel_part():
+    """Trained in its last layer only a depth-two network is linear in its parameters: the dNTK and
+    ddNTK parts of the gradient-descent mean vanish and the total is the NTK part."""
+    xA, yA, xD = _task2()
+    kw = dict(C_b=0.1, C_W=1.5, activation="tanh", lambda_b=[0.0, 0.5], lambda_W=[0.0, 1.0])
+    r = pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xD, algorithm=GD(0.4, 300), parts=True, **kw)
+    for k in ("dntk", "ddntk_I", "ddntk_II"):
+        np.testing.assert_allclose(r[k], 0.0, atol=1e-12)
+    np.testing.assert_allclose(r["total"], r["ntk"], atol=1e-12)
+    assert float(jnp.max(jnp.abs(r["ntk"]))) > 1e-3
+
+
+def test_gd_mean_odd_in_targets_and_learning_rate_dependent():
+    xA, yA, xD = _task2()
+    kw = dict(C_b=0.0, C_W=1.0, activation="tanh", lambda_b=0.0, lambda_W=1.0)
+    algs = (GD(0.3, 400), GD(0.6, 400))
+    b = pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xD, algorithm=algs, **kw)
+    bm = pdlt.learning.trained_mean_correction_depth2(xA, -yA[:, 0], xD, algorithm=algs, **kw)
+    for a in algs:
+        np.testing.assert_allclose(bm[a], -b[a], atol=1e-12)
+    assert float(jnp.max(jnp.abs(b[algs[0]] - b[algs[1]]))) > 0.02
+
+
+def test_bad_inputs_name_the_parameter():
+    N, ntr = 3, 2
+    Theta, K, t = _random_tensors(N)
+    y = jnp.ones(ntr)
+    with pytest.raises(pdlt.PDLTValueError, match="eta"):
+        pdlt.learning.trained_mean_correction_steps(Theta, K, y, ntr, eta=0.1, kappa=jnp.eye(2), **t)
+    with pytest.raises(pdlt.PDLTValueError, match="eta"):
+        pdlt.learning.trained_mean_correction_steps(Theta, K, y, ntr, eta=-0.1, **t)
+    with pytest.raises(pdlt.PDLTValueError, match="`S`"):
+        pdlt.learning.trained_mean_correction_steps(Theta, K, y, ntr, eta=0.1, **{**t, "S": t["S"][0]})
+    with pytest.raises(pdlt.PDLTValueError, match="steps"):
+        pdlt.learning.trained_outputs_expansion(jnp.zeros(N), Theta, jnp.zeros((N,) * 3), t["R"], t["S"], y, ntr,
+                                                eta=0.1, steps=0)
+    xA, yA, xD = _task2()
+    with pytest.raises(pdlt.PDLTValueError, match="kink"):
+        pdlt.learning.trained_mean_correction_depth2(xA[:1], yA[:1, 0], xD, C_b=0.0, C_W=2.0, activation="relu",
+                                                     algorithm=GD(0.3, 10), kink="distributional")
+
+
+@pytest.mark.slow
+def test_gd_trained_mean_against_trained_tanh_ensembles():
+    """Depth two, tanh, gradient descent to convergence: n·E[z_T − z_own] (z_own the network's own-NTK
+    kernel prediction) fitted a + b/n over three widths against the dNTK + ddNTK parts (4.5 SE); the
+    prediction without the ddNTKs is rejected."""
+    xA, yA, xD = _task2()
+    x = jnp.concatenate([xA, xD])
+    rates = dict(lambda_b=0.0, lambda_W=1.0)
+    Th = pdlt.ntk_recursion(x, C_b=0.0, C_W=1.0, L=2, activation="tanh", **rates)[1][-1]
+    lam = np.linalg.eigvalsh(np.asarray(Th[:2, :2]))
+    alg = GD(float(0.5 / lam[-1]), 400)
+    r = pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xD, algorithm=alg, parts=True, C_b=0.0,
+                                                     C_W=1.0, activation="tanh", **rates)
+    pred = np.asarray(r["dntk"] + r["ddntk"])
+    widths, S, rows = [32, 64, 128], 6000, []
+    for i, n in enumerate(widths):
+        P0 = pdlt.learning.init_ensemble(jax.random.key(40 + i), 3, [n, 1], C_b=0.0, C_W=1.0, n_nets=S)
+        z0 = pdlt.learning.ensemble_apply(P0, x, "tanh")[:, :, 0]
+        H0 = pdlt.learning.stacked_ntk(P0, x, "tanh", **rates)[:, 0, 0]
+        own = z0[:, 2:] - jnp.einsum("sda,sa->sd", H0[:, 2:, :2],
+                                     jnp.linalg.solve(H0[:, :2, :2], (z0[:, :2] - yA[None, :, 0])[..., None])[..., 0])
+        PT, _ = pdlt.learning.train_ensemble(P0, xA, yA, eta=alg.eta, steps=alg.steps, activation="tanh", **rates)
+        d = n * np.asarray(pdlt.learning.ensemble_apply(PT, xD, "tanh")[:, :, 0] - own)
+        rows.append((d.mean(0), d.std(0, ddof=1) / np.sqrt(S)))
+    rows = np.array(rows)
+    for d in range(2):
+        a, _, sa, _, _ = pdlt.learning.fit_inverse_width(widths, rows[:, 0, d], rows[:, 1, d])
+        assert abs(a - pred[d]) < Z * sa, (d, a, sa, pred[d])
+    a0, _, sa0, _, _ = pdlt.learning.fit_inverse_width(widths, rows[:, 0, 0], rows[:, 1, 0])
+    assert abs(a0 - float(r["dntk"][0])) > Z * sa0            # the dNTK alone is rejected

@@ -211,3 +211,83 @@ def test_gd_trained_mean_against_trained_tanh_ensembles():
         assert abs(a - pred[d]) < Z * sa, (d, a, sa, pred[d])
     a0, _, sa0, _, _ = pdlt.learning.fit_inverse_width(widths, rows[:, 0, 0], rows[:, 1, 0])
     assert abs(a0 - float(r["dntk"][0])) > Z * sa0            # the dNTK alone is rejected
+
+
+def _sym_ntk_tensors(N, seed=9):
+    k = jax.random.key(seed)
+    r = lambda i, s: 0.3 * jax.random.normal(jax.random.fold_in(k, i), s)  # noqa: E731
+    A, B, D, F = (r(i, (N,) * 4) for i in range(4))
+    H1, G1 = r(5, (N, N)), r(6, (N, N))
+    return dict(A=A, B=B, D=D, F=F, H1=H1 + H1.T, G1=G1 + G1.T)
+
+
+def test_cov_ntk_part_of_one_fixed_step_is_the_bilinear_closed_form():
+    """One step with a fixed κ leaves F0 = z_D − Ĥ_DA κ (z_A − y), bilinear in (Ĥ, z): its covariance to
+    order 1/n written out by hand (with the tensors symmetrized as their definitions are) equals the NTK
+    part of trained_cov_correction_steps."""
+    N, ntr = 4, 2
+    Theta, K, t = _random_tensors(N, seed=3)
+    ntk = _sym_ntk_tensors(N)
+    y = jnp.array([0.6, -0.8])
+    kap = jnp.linalg.inv(Theta[:ntr, :ntr])
+    res = pdlt.learning.trained_cov_correction_steps(Theta, K, y, ntr, kappa=kap, steps=1, parts=True, **ntk, **t)
+    A, B, D, F, H1, G1 = (ntk[k] for k in ("A", "B", "D", "F", "H1", "G1"))
+    C = A + jnp.einsum("acbd->abcd", B) + jnp.einsum("adbc->abcd", B)
+    C = 0.5 * (C + jnp.einsum("abcd->cdab", C))
+    C = 0.5 * (C + jnp.einsum("abcd->bacd", C))
+    C = 0.5 * (C + jnp.einsum("abcd->abdc", C))
+    DF = D + jnp.einsum("acbd->abcd", F) + jnp.einsum("adbc->abcd", F)
+    DF = 0.5 * (DF + jnp.einsum("abcd->bacd", DF))
+    DF = 0.5 * (DF + jnp.einsum("abcd->abdc", DF))
+    L0 = jnp.concatenate([-Theta[ntr:, :ntr] @ kap, jnp.eye(N - ntr)], axis=1)
+    X = (jnp.einsum("dc,ab,xacb->dx", L0, kap, DF[ntr:, :ntr, :, :ntr])
+         + jnp.einsum("dc,ab,xa,cb->dx", L0, kap, H1[ntr:, :ntr], K[:, :ntr]))
+    ref = (L0 @ G1 @ L0.T - X - X.T
+           + jnp.einsum("ab,ge,xayg,be->xy", kap, kap, C[ntr:, :ntr, ntr:, :ntr], K[:ntr, :ntr] + jnp.outer(y, y)))
+    np.testing.assert_allclose(res["ntk"], ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res["ddntk_II"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(res["total"], res["total"].T, atol=1e-12)
+
+
+def test_variance_last_layer_only_is_the_kernel_part():
+    """Trained in its last layer only, the variance shift has no dNTK or ddNTK part."""
+    xA, yA, xD = _task2()
+    kw = dict(C_b=0.1, C_W=1.5, activation="tanh", lambda_b=[0.0, 0.5], lambda_W=[0.0, 1.0])
+    rs = pdlt.learning.trained_variance_correction_depth2(xA, yA[:, 0], xD, algorithm=("leap-fixed", GD(0.4, 300)),
+                                                          parts=True, **kw)
+    for r in rs.values():
+        for k in ("dntk", "ddntk_I", "ddntk_II"):
+            np.testing.assert_allclose(r[k], 0.0, atol=1e-12)
+        np.testing.assert_allclose(r["total"], r["ntk"], atol=1e-12)
+        assert float(jnp.max(jnp.abs(r["ntk"]))) > 1e-3
+    with pytest.raises(pdlt.PDLTValueError, match="activation"):
+        pdlt.learning.trained_variance_correction_depth2(xA[:1], yA[:1, 0], xD, C_b=0.0, C_W=2.0, activation="relu")
+
+
+@pytest.mark.slow
+def test_leap_variance_shift_against_trained_tanh_ensembles():
+    """Depth two, tanh, one fixed-κ leap: n·(Var z_T − Var z_own), fitted a + b/n over three widths, against
+    the dNTK + ddNTK parts of the variance shift (4.5 SE); the prediction without the dNTK is rejected."""
+    xA, yA, xD = _task2()
+    x = jnp.concatenate([xA, xD])
+    rates = dict(lambda_b=0.0, lambda_W=1.0)
+    r = pdlt.learning.trained_variance_correction_depth2(xA, yA[:, 0], xD, parts=True, C_b=0.0, C_W=1.0,
+                                                         activation="tanh", **rates)
+    pred = np.asarray(r["total"] - r["ntk"])
+    Th = pdlt.ntk_recursion(x, C_b=0.0, C_W=1.0, L=2, activation="tanh", **rates)[1][-1]
+    kap = jnp.linalg.inv(Th[:2, :2])
+    widths, S, rows = [16, 32, 64], 6000, []
+    for i, n in enumerate(widths):
+        P0 = pdlt.learning.init_ensemble(jax.random.key(60 + i), 3, [n, 1], C_b=0.0, C_W=1.0, n_nets=S)
+        z0 = pdlt.learning.ensemble_apply(P0, x, "tanh")[:, :, 0]
+        H0 = pdlt.learning.stacked_ntk(P0, x, "tanh", **rates)[:, 0, 0]
+        own = np.asarray(z0[:, 2:] - jnp.einsum("sda,ab,sb->sd", H0[:, 2:, :2], kap, z0[:, :2] - yA[None, :, 0]))
+        PT = pdlt.learning.giant_leap_ensemble(P0, xA, yA, activation="tanh", kappa=kap, **rates)
+        zT = np.asarray(pdlt.learning.ensemble_apply(PT, xD, "tanh")[:, :, 0])
+        infl = n * ((zT - zT.mean(0)) ** 2 - (own - own.mean(0)) ** 2) * S / (S - 1)
+        rows.append((infl.mean(0), infl.std(0, ddof=1) / np.sqrt(S)))
+    rows = np.array(rows)
+    for d in range(2):
+        a, _, sa, _, _ = pdlt.learning.fit_inverse_width(widths, rows[:, 0, d], rows[:, 1, d])
+        assert abs(a - pred[d]) < Z * sa, (d, a, sa, pred[d])
+        assert abs(a - float(r["ddntk"][d])) > Z * sa          # the dNTK part is resolved

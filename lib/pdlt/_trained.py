@@ -520,20 +520,12 @@ def trained_mean_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="
     """
     from ._dntk_stats import ddntk_second_layer, dntk_statistics
     from ._ntk_stats import ntk_statistics
-    from ._trained_dynamics import GD, trained_mean_correction_steps
+    from ._trained_dynamics import GD, _algorithms, trained_mean_correction_steps
 
     fn = "trained_mean_correction_depth2"
-    single = isinstance(algorithm, (str, GD))
-    algs = (algorithm,) if single else tuple(algorithm)
-    for a in algs:
-        if isinstance(a, GD):
-            _checks.positive(fn, eta=a.eta)
-            _checks.positive_int(fn, steps=a.steps)
-            if kink == "distributional":
-                raise _checks.PDLTValueError(
-                    f"{fn}: `kink` 'distributional' has no S, T, U, which gradient descent ({a}) needs")
-        else:
-            _checks.one_of(fn, "algorithm", a, TRAINED_ALGORITHMS)
+    single, algs = _algorithms(fn, algorithm, TRAINED_ALGORITHMS)
+    if kink == "distributional" and any(isinstance(a, GD) for a in algs):
+        raise _checks.PDLTValueError(f"{fn}: `kink` 'distributional' has no S, T, U, which gradient descent needs")
     x_train, x_test = jnp.asarray(x_train), jnp.asarray(x_test)
     nA = x_train.shape[0]
     if nA > 2:

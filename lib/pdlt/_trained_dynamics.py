@@ -50,6 +50,7 @@ needs A, B, H¹ only.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -57,7 +58,8 @@ import jax.numpy as jnp
 
 from . import _checks
 
-__all__ = ["GD", "trained_outputs_expansion", "trained_mean_correction_steps", "model_ddntks"]
+__all__ = ["GD", "trained_outputs_expansion", "trained_mean_correction_steps", "trained_cov_correction_steps",
+           "trained_variance_correction_depth2", "model_ddntks"]
 
 
 class GD(NamedTuple):
@@ -119,6 +121,17 @@ def _run(z, H, M, I, Y, y, kappas):
     return _outputs(state, z, H, M, I, Y, nA)
 
 
+def _run_linear(z, H, y, kappas):
+    r""":func:`_run` with every derivative tensor zero (the linear model of NTK ``H``), as a smaller program."""
+    nA = y.shape[0]
+
+    def step(a, kap):
+        return a + kap @ (z[:nA] - H[:nA, :nA] @ a - y), None
+
+    a, _ = jax.lax.scan(step, jnp.zeros((nA,), z.dtype), kappas)
+    return z - H[:, :nA] @ a
+
+
 def _kappas(fn, nA, dtype, eta, steps, kappa):
     _checks.positive_int(fn, steps=steps)
     if (eta is None) == (kappa is None):
@@ -157,33 +170,125 @@ def trained_outputs_expansion(z0, H, dH, ddI, ddII, y, n_train: int, *, eta=None
     return _run(z0, H, _dntk_to_M(dH), ddI, _ddII_to_Y(ddII), y, kaps)
 
 
-@jax.jit
-def _mean_parts(Theta, K, y, kaps, H1, C, EMz, R3, Ybar):
+def _algorithms(fn, algorithm, names):
+    r"""``(single, algs)``: ``algorithm`` (a name of ``names``, a :class:`GD`, or a tuple of these) as a tuple, validated."""
+    single = isinstance(algorithm, (str, GD))
+    algs = (algorithm,) if single else tuple(algorithm)
+    for a in algs:
+        if isinstance(a, GD):
+            _checks.positive(fn, eta=a.eta)
+            _checks.positive_int(fn, steps=a.steps)
+        else:
+            _checks.one_of(fn, "algorithm", a, names)
+    return single, algs
+
+
+def _gauss_points(K):
+    r"""Points and weights of :math:`N(0, K)` exact for polynomials of degree <= 5 (3-point Gauss-Hermite per axis)."""
+    N = K.shape[0]
+    u1 = jnp.array([-jnp.sqrt(3.0), 0.0, jnp.sqrt(3.0)], K.dtype)
+    w1 = jnp.array([1 / 6, 2 / 3, 1 / 6], K.dtype)
+    grids = jnp.meshgrid(*([jnp.arange(3)] * N), indexing="ij")
+    idx = jnp.stack([g.ravel() for g in grids], axis=1)                  # (3^N, N)
+    u, w = u1[idx], jnp.prod(w1[idx], axis=1)
+    return u @ jnp.linalg.cholesky(K).T, w
+
+
+def _expect(g, pts, w):
+    """Gaussian expectation of ``g`` (a polynomial of degree <= 5 in z) on the points of :func:`_gauss_points`."""
+    return jnp.tensordot(w, jax.vmap(g)(pts), axes=1)
+
+
+@partial(jax.jit, static_argnames=("cov",))
+def _parts(Theta, K, y, kaps, H1, G1, C, DF, EMz, R3, Ybar, cov):
+    r"""The four 1/n parts (NTK, dNTK, ddI, ddII) of the mean of the test outputs, or with ``cov`` of their covariance."""
     N = Theta.shape[0]
     nA = y.shape[0]
     z0 = jnp.zeros((N,), Theta.dtype)
     M0, I0 = jnp.zeros((N,) * 3, Theta.dtype), jnp.zeros((N,) * 4, Theta.dtype)
+    pts, w = _gauss_points(K)
+    Kinv = jnp.linalg.inv(K)
 
     def F(z, H, M, I, Y):
         return _run(z, 0.5 * (H + H.T), M, I, Y, y, kaps)[nA:]
 
-    f = lambda H: F(z0, H, M0, I0, I0)                                     # noqa: E731
-    ntk = (jnp.einsum("dab,ab->d", jax.jacfwd(f)(Theta), H1)
-           + 0.5 * jnp.einsum("dabce,abce->d", jax.jacfwd(jax.jacfwd(f))(Theta), C))
+    # the network's own linear model F0 = Lz(H) z + c(H), exactly linear in z
+    F0 = lambda z, H: _run_linear(z, 0.5 * (H + H.T), y, kaps)[nA:]       # noqa: E731
+    c = lambda H: F0(z0, H)                                                # noqa: E731
+    c0 = c(Theta)
+    Ms = jnp.moveaxis(EMz, 3, 0)                                           # (g, N, N, N): E[M z_g]
 
-    def dM(z, m):
+    def lin_M(z, m):
         return jax.jvp(lambda M: F(z, Theta, M, I0, I0), (M0,), (m,))[1]
 
-    # sum over g of d/dz_g of dM(z, E[M z_g]); dM is linear in m and quadratic in z
-    per_g = jax.jacfwd(lambda z: jax.vmap(lambda m: dM(z, m), in_axes=3, out_axes=0)(EMz))(z0)   # (g, d, z)
-    dntk = jnp.einsum("gdg->d", per_g)
-
-    def gauss(g):
-        return g(z0) + 0.5 * jnp.einsum("dab,ab->d", jax.jacfwd(jax.jacfwd(g))(z0), K)
-
-    ddI = gauss(lambda z: jax.jvp(lambda I: F(z, Theta, M0, I, I0), (I0,), (R3,))[1])
-    ddII = gauss(lambda z: jax.jvp(lambda Y: F(z, Theta, M0, I0, Y), (I0,), (Ybar,))[1])
+    lin_I = lambda z: jax.jvp(lambda I: F(z, Theta, M0, I, I0), (I0,), (R3,))[1]    # noqa: E731
+    lin_II = lambda z: jax.jvp(lambda Y: F(z, Theta, M0, I0, Y), (I0,), (Ybar,))[1]  # noqa: E731
+    # a dNTK correlator E[M h(z)] = sum_g E[M z_g] E[d_g h(z)], and E[d_g h] = (K^-1 E[z h])_g (Stein)
+    stein = lambda h: jnp.einsum("gc,gc...->...", Kinv, _expect(                   # noqa: E731
+        lambda z: jax.vmap(lambda m: jnp.einsum("c,...->c...", z, h(z, m)))(Ms), pts, w))
+    if not cov:
+        dc, d2c = jax.jacfwd(c)(Theta), jax.jacfwd(jax.jacfwd(c))(Theta)
+        ntk = jnp.einsum("dab,ab->d", dc, H1) + 0.5 * jnp.einsum("dabce,abce->d", d2c, C)
+        return ntk, stein(lin_M), _expect(lin_I, pts, w), _expect(lin_II, pts, w)
+    Lz = lambda H: jax.jacfwd(lambda z: F0(z, H))(z0)                     # (D, N)   # noqa: E731
+    L0 = Lz(Theta)
+    dL, d2L = jax.jacfwd(Lz)(Theta), jax.jacfwd(jax.jacfwd(Lz))(Theta)   # (D, N, N, N), (D, N, N, N, N, N)
+    dc = jax.jacfwd(c)(Theta)
+    X = jnp.einsum("xcab,abcd,yd->xy", dL, DF, L0) + jnp.einsum("xcab,ab,cd,yd->xy", dL, H1, K, L0)
+    X2 = 0.5 * jnp.einsum("xcabef,abef,cd,yd->xy", d2L, C, K, L0)
+    ntk = (L0 @ G1 @ L0.T + X + X.T + X2 + X2.T
+           + jnp.einsum("xcab,ydef,abef,cd->xy", dL, dL, C, K) + jnp.einsum("xab,yef,abef->xy", dc, dc, C))
+    sym = lambda x: x + x.T                                                # noqa: E731
+    # the part c0 (x) E[F_.] of each cross term cancels in the covariance
+    dntk = sym(stein(lambda z, m: jnp.outer(F0(z, Theta) - c0, lin_M(z, m))))
+    ddI = sym(_expect(lambda z: jnp.outer(F0(z, Theta) - c0, lin_I(z)), pts, w))
+    ddII = sym(_expect(lambda z: jnp.outer(F0(z, Theta) - c0, lin_II(z)), pts, w))
     return ntk, dntk, ddI, ddII
+
+
+def _prepare(fn, Theta, K, y, n_train, tensors, mats, eta, steps, kappa):
+    r"""Validated inputs of :func:`_parts`: the tensors (missing NTK ones as 0) in the combinations the expansion uses."""
+    from ._trained import _dntk_z_second_derivative
+
+    Theta, K, y = jnp.asarray(Theta), jnp.asarray(K), jnp.asarray(y)
+    N = Theta.shape[0]
+    _checks.positive_int(fn, n_train=n_train)
+    if Theta.shape != (N, N) or K.shape != (N, N) or n_train >= N or y.shape != (n_train,):
+        raise _checks.PDLTValueError(f"{fn}: need Theta, K (N, N) and y (n_train,) with n_train < N; "
+                                     f"got {Theta.shape}, {K.shape}, {y.shape}")
+    ts, ms = {}, {}
+    for name, v in tensors.items():
+        v = jnp.zeros((N,) * 4, Theta.dtype) if v is None and name in "ABDF" else jnp.asarray(v, Theta.dtype)
+        if v.shape != (N,) * 4:
+            raise _checks.PDLTValueError(f"{fn}: `{name}` must have shape {(N,) * 4}, got {v.shape}")
+        ts[name] = v
+    for name, v in mats.items():
+        v = jnp.zeros_like(Theta) if v is None else jnp.asarray(v, Theta.dtype)
+        if v.shape != (N, N):
+            raise _checks.PDLTValueError(f"{fn}: `{name}` must have shape {(N, N)}, got {v.shape}")
+        ms[name] = v
+    kaps = _kappas(fn, n_train, Theta.dtype, eta, steps, kappa)
+    zero = jnp.zeros((N,) * 4, Theta.dtype)
+    A, B, D, Fd = (ts.get(k, zero) for k in "ABDF")
+    # the symmetries of the definitions: Ĥ_ab = Ĥ_ba, z_c z_d = z_d z_c, and the exchange of the two NTKs
+    sym2 = lambda X: 0.25 * (X + jnp.einsum("abcd->bacd", X) + jnp.einsum("abcd->abdc", X)  # noqa: E731
+                             + jnp.einsum("abcd->badc", X))
+    C = A + jnp.einsum("acbd->abcd", B) + jnp.einsum("adbc->abcd", B)
+    C = sym2(0.5 * (C + jnp.einsum("abcd->cdab", C)))
+    DF = sym2(D + jnp.einsum("acbd->abcd", Fd) + jnp.einsum("adbc->abcd", Fd))
+    R = ts["R"]
+    R3 = R + jnp.einsum("acdb->abcd", R) + jnp.einsum("adbc->abcd", R)
+    ddII = ts["S"] + jnp.einsum("acdb->abcd", ts["T"]) + jnp.einsum("adbc->abcd", ts["U"])
+    return dict(Theta=Theta, K=K, y=y, kaps=kaps, H1=ms.get("H1", jnp.zeros_like(Theta)),
+                G1=ms.get("G1", jnp.zeros_like(Theta)), C=C, DF=DF, EMz=_dntk_z_second_derivative(ts["P"], ts["Q"]),
+                R3=R3, Ybar=_ddII_to_Y(ddII))
+
+
+def _named_parts(ntk, dntk, dI, dII, parts):
+    total = ntk + dntk + dI + dII
+    if parts:
+        return {"total": total, "ntk": ntk, "dntk": dntk, "ddntk_I": dI, "ddntk_II": dII, "ddntk": dI + dII}
+    return total
 
 
 def trained_mean_correction_steps(Theta, K, y, n_train: int, *, P, Q, R, S, T, U, H1=None, A=None, B=None,
@@ -193,7 +298,8 @@ def trained_mean_correction_steps(Theta, K, y, n_train: int, *, P, Q, R, S, T, U
     The reference :math:`m^{\infty,t} = F(0,\Theta,0,0,0)` is the infinite-width mean after the same steps (the
     kernel prediction :math:`m^\infty` once gradient descent has converged). Gradient descent at rate ``eta``,
     or second-order steps with a fixed ``kappa`` (one step with :math:`\kappa = \Theta_{AA}^{-1}` is the
-    ``"leap-fixed"`` case of :func:`trained_mean_correction`).
+    ``"leap-fixed"`` case of :func:`trained_mean_correction`). The Gaussian averages are exact (a 3-point
+    Gauss-Hermite rule per input, the averaged functions being polynomials of degree <= 5 in z).
 
     Args:
       Theta, K: ``(N, N)`` NTK and kernel of the output layer (training inputs first). y: ``(n_train,)``.
@@ -203,32 +309,82 @@ def trained_mean_correction_steps(Theta, K, y, n_train: int, *, P, Q, R, S, T, U
       parts: also return ``ntk`` (A, B, H¹), ``dntk`` (P, Q), ``ddntk_I`` (R), ``ddntk_II`` (S, T, U).
     Returns: ``(N - n_train,)`` for the test inputs, or a dict ``total, ntk, dntk, ddntk_I, ddntk_II, ddntk``.
     """
-    from ._trained import _dntk_z_second_derivative
+    a = _prepare("trained_mean_correction_steps", Theta, K, y, n_train,
+                 dict(P=P, Q=Q, R=R, S=S, T=T, U=U, A=A, B=B), dict(H1=H1), eta, steps, kappa)
+    return _named_parts(*_parts(**a, cov=False), parts)
 
-    fn = "trained_mean_correction_steps"
-    Theta, K, y = jnp.asarray(Theta), jnp.asarray(K), jnp.asarray(y)
-    N = Theta.shape[0]
-    _checks.positive_int(fn, n_train=n_train)
-    if Theta.shape != (N, N) or K.shape != (N, N) or n_train >= N or y.shape != (n_train,):
-        raise _checks.PDLTValueError(f"{fn}: need Theta, K (N, N) and y (n_train,) with n_train < N; "
-                                     f"got {Theta.shape}, {K.shape}, {y.shape}")
-    ts = {}
-    for name, v in (("P", P), ("Q", Q), ("R", R), ("S", S), ("T", T), ("U", U), ("A", A), ("B", B)):
-        if v is None and name in "AB":
-            v = jnp.zeros((N,) * 4, Theta.dtype)
-        v = jnp.asarray(v, Theta.dtype)
-        if v.shape != (N,) * 4:
-            raise _checks.PDLTValueError(f"{fn}: `{name}` must have shape {(N,) * 4}, got {v.shape}")
-        ts[name] = v
-    H1 = jnp.zeros_like(Theta) if H1 is None else jnp.asarray(H1, Theta.dtype)
-    kaps = _kappas(fn, n_train, Theta.dtype, eta, steps, kappa)
-    C = ts["A"] + jnp.einsum("acbd->abcd", ts["B"]) + jnp.einsum("adbc->abcd", ts["B"])
-    EMz = _dntk_z_second_derivative(ts["P"], ts["Q"])
-    Rr = ts["R"]
-    R3 = Rr + jnp.einsum("acdb->abcd", Rr) + jnp.einsum("adbc->abcd", Rr)
-    ddII = ts["S"] + jnp.einsum("acdb->abcd", ts["T"]) + jnp.einsum("adbc->abcd", ts["U"])
-    ntk, dntk, dI, dII = _mean_parts(Theta, K, y, kaps, H1, C, EMz, R3, _ddII_to_Y(ddII))
-    total = ntk + dntk + dI + dII
-    if parts:
-        return {"total": total, "ntk": ntk, "dntk": dntk, "ddntk_I": dI, "ddntk_II": dII, "ddntk": dI + dII}
-    return total
+
+def trained_cov_correction_steps(Theta, K, y, n_train: int, *, P, Q, R, S, T, U, A=None, B=None, D=None, F=None,
+                                 H1=None, G1=None, eta=None, steps: int = 1, kappa=None, parts: bool = False):
+    r"""The :math:`1/n` coefficient of the covariance of the test outputs after ``steps`` steps, minus :math:`\Sigma^{\infty,t}` (ours).
+
+    The same expansion as :func:`trained_mean_correction_steps`, squared. With :math:`F = F_0(z,\hat H) + F_M + F_I + F_{II}`
+    (:math:`F_0` the network's own linear model, linear in z; the others linear in M, :math:`dd_I`, :math:`dd_{II}`):
+
+    * NTK part: :math:`\mathrm{Cov}(F_0)` to order 1/n from :math:`E[zz] = K + G^{\{1\}}/n`, :math:`nE[\Delta\hat H] = H^{\{1\}}`,
+      :math:`nE[\Delta\hat H_{ab}z_cz_d] = D_{abcd} + F_{acbd} + F_{adbc}` (:func:`pdlt.ntk_statistics` convention, one
+      output neuron), :math:`n\mathrm{Cov}(\hat H) = A + B + B`; the correlator of two NTK fluctuations with two
+      outputs factorizes at this order;
+    * dNTK part: :math:`2\,\mathrm{sym}\,\mathrm{Cov}(F_0, F_M)` with :math:`E[M\,h(z)] = \sum_\gamma E[Mz_\gamma]\,E[\partial_\gamma h]`
+      (the dNTK's only correlators at this order are with one output; Stein's identity for the Gaussian z);
+    * ddNTK parts: :math:`2\,\mathrm{sym}\,\mathrm{Cov}(F_0, F_I)` and the same for :math:`dd_{II}`, with the ddNTKs at
+      their means and z Gaussian.
+
+    Dropped: products of two dNTKs, dNTK with NTK fluctuations, connected ddNTK correlators (all :math:`O(1/n^2)`),
+    and the four-point vertex V (the linear model is linear in z, so V does not enter).
+
+    Args:
+      D, F: NTK-preactivation tensors; G1: kernel shift (default 0, exact at depth two); missing A, B, D, F
+        count as 0. The rest as in :func:`trained_mean_correction_steps`.
+    Returns: ``(N_D, N_D)`` for the test inputs, or a dict ``total, ntk, dntk, ddntk_I, ddntk_II, ddntk``.
+    """
+    a = _prepare("trained_cov_correction_steps", Theta, K, y, n_train,
+                 dict(P=P, Q=Q, R=R, S=S, T=T, U=U, A=A, B=B, D=D, F=F), dict(H1=H1, G1=G1), eta, steps, kappa)
+    return _named_parts(*_parts(**a, cov=True), parts)
+
+
+def trained_variance_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="tanh", lambda_b=1.0,
+                                       lambda_W=1.0, algorithm="leap-fixed", parts: bool = False):
+    r"""The :math:`1/n` coefficient of the variance of each test output after training, depth two, all tensors exact (ours).
+
+    :func:`trained_cov_correction_steps` with K, Θ, P, Q (:func:`pdlt.dntk_statistics`), R, S, T, U
+    (:func:`pdlt.ddntk_second_layer`), A, B, D, F, H¹, G¹ (:func:`pdlt.ntk_statistics`) on the training inputs plus one
+    test input at a time (N <= 3, so ``n_train <= 2``). ``algorithm``: ``"leap-fixed"`` (one step with
+    :math:`\kappa = \Theta_{AA}^{-1}`), a :class:`GD`, or a tuple of these. Smooth activations only (the kinked tensors
+    have no distributional S, T, U).
+
+    Returns: ``(N_D,)`` coefficients of 1/n of :math:`\mathrm{Var}(z_\delta) - \Sigma^{\infty,t}_{\delta\delta}` (with ``parts``: a dict
+      of such arrays); for a tuple of algorithms, a dict keyed by algorithm.
+    """
+    from ._activations import get_activation
+    from ._dntk_stats import ddntk_second_layer, dntk_statistics
+    from ._ntk_stats import ntk_statistics
+
+    fn = "trained_variance_correction_depth2"
+    single, algs = _algorithms(fn, algorithm, ("leap-fixed",))
+    if not get_activation(activation, fn).smooth:
+        raise _checks.PDLTValueError(f"{fn}: `activation` must be smooth (S, T, U of kinked activations are "
+                                     f"almost-everywhere only), got {activation!r}")
+    x_train, x_test = jnp.asarray(x_train), jnp.asarray(x_test)
+    nA = x_train.shape[0]
+    if nA > 2:
+        raise _checks.PDLTValueError(f"{fn}: at most 2 training inputs (the dNTK tensors need N <= 3), got {nA}")
+    kw = dict(C_b=C_b, C_W=C_W, activation=activation, lambda_b=lambda_b, lambda_W=lambda_W)
+    out = {a: [] for a in algs}
+    for d in range(x_test.shape[0]):
+        x = jnp.concatenate([x_train, x_test[d:d + 1]])
+        dd = ddntk_second_layer(x, **kw)
+        st = dntk_statistics(x, L=2, **kw)
+        ns = ntk_statistics(x, L=2, **kw)
+        Th = st.Theta[-1]
+        tens = dict(P=st.P[-1], Q=st.Q[-1], R=dd["R"], S=dd["S"], T=dd["T"], U=dd["U"], A=ns.A[-1], B=ns.B[-1],
+                    D=ns.D[-1], F=ns.F[-1], H1=ns.H1[-1], G1=ns.G1[-1])
+        for a in algs:
+            step = (dict(eta=a.eta, steps=a.steps) if isinstance(a, GD)
+                    else dict(kappa=jnp.linalg.inv(Th[:nA, :nA]), steps=1))
+            r = trained_cov_correction_steps(Th, st.K[-1], jnp.asarray(y), nA, parts=True, **step, **tens)
+            out[a].append({k: v[0, 0][None] for k, v in r.items()})
+    res = {a: {k: jnp.concatenate([o[k] for o in out[a]]) for k in out[a][0]} for a in algs}
+    if not parts:
+        res = {a: r["total"] for a, r in res.items()}
+    return res[algorithm] if single else res

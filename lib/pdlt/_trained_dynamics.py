@@ -42,7 +42,8 @@ the test outputs :math:`F(z, \hat H, M, dd_I, dd_{II})` after the steps have
           + \mathbb E_{z\sim N(0,K)}\big[\partial_{dd_I}F\cdot R^{(3)} + \partial_{dd_{II}}F\cdot\overline{dd_{II}}\big],
 
 all derivatives at :math:`(z, \hat H, M, dd_I, dd_{II}) = (0, \Theta, 0, 0, 0)` except the last bracket, a cubic polynomial
-in z averaged exactly as :math:`g(0) + \tfrac12K:\partial_z^2g(0)`. The terms dropped: those odd under flipping
+in z averaged exactly (a 3-point Gauss-Hermite rule per input; the z-derivative of the dNTK term is taken the
+same way, by Stein's identity :math:`\mathbb E[\partial_\gamma h] = (K^{-1}\mathbb E[z\,h])_\gamma`). The terms dropped: those odd under flipping
 the last layer (zero), correlators of the dNTK with the NTK fluctuation or with two outputs (:math:`O(1/n^2)` and
 zero), the connected parts of the ddNTKs with two outputs (:math:`O(1/n^2)`), and :math:`O(1/n^2)` corrections to K.
 The NTK part at zeroth order in the dNTK is the network's own linear model, :math:`F(0,\hat H,0,0,0)`; its mean
@@ -85,11 +86,6 @@ def model_ddntks(f, w):
 def _ddII_to_Y(ddII):
     r""":math:`Y_{\alpha\beta\gamma\epsilon} = (\mathcal H_\alpha\lambda J_\beta)\lambda(\mathcal H_\gamma\lambda J_\epsilon) = \widehat{dd_{II}H}_{\alpha\gamma\beta\epsilon}`."""
     return jnp.einsum("acbd->abcd", ddII)
-
-
-def _dntk_to_M(dH):
-    r""":math:`M_{a;bc} = \tfrac12(dH_{cab} + dH_{bac} - dH_{abc})` from the book's dNTK."""
-    return 0.5 * (jnp.einsum("cab->abc", dH) + jnp.einsum("bac->abc", dH) - dH)
 
 
 def _outputs(state, z, H, M, I, Y, nA):
@@ -166,8 +162,10 @@ def trained_outputs_expansion(z0, H, dH, ddI, ddII, y, n_train: int, *, eta=None
             raise _checks.PDLTValueError(f"{fn}: `{name}` must have shape {(N,) * r}, got {v.shape}")
     if y.shape != (n_train,) or n_train > N:
         raise _checks.PDLTValueError(f"{fn}: `y` must have shape (n_train,) with n_train <= N = {N}, got {y.shape}")
+    from ._trained import _dntk_second_derivative
+
     kaps = _kappas(fn, n_train, z0.dtype, eta, steps, kappa)
-    return _run(z0, H, _dntk_to_M(dH), ddI, _ddII_to_Y(ddII), y, kaps)
+    return _run(z0, H, _dntk_second_derivative(dH), ddI, _ddII_to_Y(ddII), y, kaps)
 
 
 def _algorithms(fn, algorithm, names):

@@ -61,6 +61,7 @@ TABLE = {
     "_parametrizations": "learning",
     "_trained": "learning",
     "_trained_dynamics": "learning",
+    "_kink_crossing": "learning",
     # stats: estimators with standard errors, fits
     "_stats": "stats",
     # topics beyond the book's main line

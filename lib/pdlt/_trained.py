@@ -189,14 +189,14 @@ def untrained_linear_cov(key, Theta, x_all, y, n_train: int, *, widths, C_b, C_W
     return u.sum(0) / (S - 1), u.std(0, ddof=1) / np.sqrt(S)
 
 
-def fit_inverse_width(widths, values, ses):
-    r"""Weighted fit :math:`v(n) = a + b/n` over widths; returns ``((a, b), (se_a, se_b))`` and the fit's chi².
+def fit_inverse_width(widths, values, ses, *, power: float = 1.0):
+    r"""Weighted fit :math:`v(n) = a + b/n^p` over widths (``p = power``, default 1), with the fit's chi².
 
     Returns: ``(a, b, se_a, se_b, chi2)``; chi2 has ``len(widths) - 2`` degrees of freedom.
     """
     n = np.asarray(widths, float)
     v, s = np.asarray(values, float), np.asarray(ses, float)
-    X = np.stack([np.ones_like(n), 1.0 / n], axis=1)
+    X = np.stack([np.ones_like(n), 1.0 / n if power == 1 else n ** (-float(power))], axis=1)
     w = 1.0 / s**2
     cov = np.linalg.inv(X.T @ (w[:, None] * X))
     c = cov @ X.T @ (w * v)
@@ -509,7 +509,8 @@ def trained_mean_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="
     σ'' = (a+ - a-)δ, σ''' = (a+ - a-)δ' (the preactivations that cross the kink during the step); only
     entries whose first index, the test input, differs from the training input enter, and those are finite
     (:func:`pdlt.ddntk_second_layer`); a test input equal to the training input raises. Gradient descent also
-    needs S, T, U, which have no distributional form here, so it refuses ``kink="distributional"``.
+    needs S, T, U, which have no finite distributional form, so it refuses ``kink="distributional"``
+    (those infinities mark the kink crossings at order :math:`n^{-1/2}` of :func:`pdlt.learning.trained_kink_correction`).
     ``kink="almost-everywhere"`` drops the delta functions (σ'' = σ''' = 0).
 
     Args: x_train ``(n_train, n0)``, y ``(n_train,)``, x_test ``(N_D, n0)``; the rest as in :func:`pdlt.ntk_statistics`.

@@ -151,6 +151,32 @@ def test_gd_last_layer_only_is_the_kernel_part():
     assert float(jnp.max(jnp.abs(r["ntk"]))) > 1e-3
 
 
+def test_mlp_depth_two_is_depth2_and_deeper_last_layer_only_is_the_kernel_part():
+    """``trained_mean_correction_mlp`` at L = 2 is the depth-two function; at L = 3 trained in its last
+    layer only the network is linear in its parameters: dNTK and ddNTK parts vanish, and the NTK part
+    (with the nonzero mean shift H¹ of a deeper NTK) is the total."""
+    xA, yA, xD = _task2()
+    kw = dict(C_b=0.1, C_W=1.5, activation="tanh")
+    a2 = pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xD, algorithm=GD(0.4, 300), parts=True, **kw)
+    m2 = pdlt.learning.trained_mean_correction_mlp(xA, yA[:, 0], xD, L=2, algorithm=GD(0.4, 300), parts=True, **kw)
+    for k in a2:
+        np.testing.assert_array_equal(a2[k], m2[k])
+    r = pdlt.learning.trained_mean_correction_mlp(xA, yA[:, 0], xD, L=3, algorithm=GD(0.4, 300), parts=True,
+                                                  lambda_b=[0.0, 0.0, 0.5], lambda_W=[0.0, 0.0, 1.0], **kw)
+    for k in ("dntk", "ddntk_I", "ddntk_II"):
+        np.testing.assert_allclose(r[k], 0.0, atol=1e-12)
+    np.testing.assert_allclose(r["total"], r["ntk"], atol=1e-12)
+    assert float(jnp.max(jnp.abs(r["ntk"]))) > 1e-3
+    full = pdlt.learning.trained_mean_correction_mlp(xA, yA[:, 0], xD, L=3, algorithm=GD(0.4, 300), parts=True,
+                                                     **kw)
+    assert float(jnp.max(jnp.abs(full["dntk"] + full["ddntk"]))) > 1e-2
+    with pytest.raises(pdlt.PDLTValueError, match="`kink`"):
+        pdlt.learning.trained_mean_correction_mlp(xA[:1], yA[:1, 0], xD, L=3, C_b=0.0, C_W=2.0,
+                                                  activation="relu", kink="distributional")
+    with pytest.raises(pdlt.PDLTValueError, match="`L`"):
+        pdlt.learning.trained_mean_correction_mlp(xA, yA[:, 0], xD, L=1, **kw)
+
+
 def test_gd_mean_odd_in_targets_and_learning_rate_dependent():
     xA, yA, xD = _task2()
     kw = dict(C_b=0.0, C_W=1.0, activation="tanh", lambda_b=0.0, lambda_W=1.0)
@@ -181,23 +207,13 @@ def test_bad_inputs_name_the_parameter():
                                                      algorithm=GD(0.3, 10), kink="distributional")
 
 
-@pytest.mark.slow
-def test_gd_trained_mean_against_trained_tanh_ensembles():
-    """Depth two, tanh, gradient descent to convergence: n·E[z_T − z_own] (z_own the network's own-NTK
-    kernel prediction) fitted a + b/n over three widths against the dNTK + ddNTK parts (4.5 SE); the
-    prediction without the ddNTKs is rejected."""
-    xA, yA, xD = _task2()
+def _gd_motion_rows(xA, yA, xD, widths, S, seed0, L, alg, rates):
+    """Per width: mean and SE of n·(z_T − z_own) of S tanh networks of depth L trained by ``alg``."""
     x = jnp.concatenate([xA, xD])
-    rates = dict(lambda_b=0.0, lambda_W=1.0)
-    Th = pdlt.ntk_recursion(x, C_b=0.0, C_W=1.0, L=2, activation="tanh", **rates)[1][-1]
-    lam = np.linalg.eigvalsh(np.asarray(Th[:2, :2]))
-    alg = GD(float(0.5 / lam[-1]), 400)
-    r = pdlt.learning.trained_mean_correction_depth2(xA, yA[:, 0], xD, algorithm=alg, parts=True, C_b=0.0,
-                                                     C_W=1.0, activation="tanh", **rates)
-    pred = np.asarray(r["dntk"] + r["ddntk"])
-    widths, S, rows = [32, 64, 128], 6000, []
+    rows = []
     for i, n in enumerate(widths):
-        P0 = pdlt.learning.init_ensemble(jax.random.key(40 + i), 3, [n, 1], C_b=0.0, C_W=1.0, n_nets=S)
+        P0 = pdlt.learning.init_ensemble(jax.random.key(seed0 + i), 3, [n] * (L - 1) + [1], C_b=0.0, C_W=1.0,
+                                         n_nets=S)
         z0 = pdlt.learning.ensemble_apply(P0, x, "tanh")[:, :, 0]
         H0 = pdlt.learning.stacked_ntk(P0, x, "tanh", **rates)[:, 0, 0]
         own = z0[:, 2:] - jnp.einsum("sda,sa->sd", H0[:, 2:, :2],
@@ -205,10 +221,30 @@ def test_gd_trained_mean_against_trained_tanh_ensembles():
         PT, _ = pdlt.learning.train_ensemble(P0, xA, yA, eta=alg.eta, steps=alg.steps, activation="tanh", **rates)
         d = n * np.asarray(pdlt.learning.ensemble_apply(PT, xD, "tanh")[:, :, 0] - own)
         rows.append((d.mean(0), d.std(0, ddof=1) / np.sqrt(S)))
-    rows = np.array(rows)
+    return np.array(rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("L, widths, S, seed0, steps", [(2, [32, 64, 128], 6000, 40, 400),
+                                                       (3, [16, 32, 64], 4000, 60, 800)])
+def test_gd_trained_mean_against_trained_tanh_ensembles(L, widths, S, seed0, steps):
+    """Depth two and three (hidden layers of width n), tanh, gradient descent to convergence: n·E[z_T − z_own]
+    (z_own the network's own-NTK kernel prediction) fitted a + b/n over three widths against the dNTK + ddNTK
+    parts from the layer-L tensors (4.5 SE, and more than 4.5 SE from 0); the dNTK alone is rejected."""
+    xA, yA, xD = _task2()
+    x = jnp.concatenate([xA, xD])
+    rates = dict(lambda_b=0.0, lambda_W=1.0)
+    Th = pdlt.ntk_recursion(x, C_b=0.0, C_W=1.0, L=L, activation="tanh", **rates)[1][-1]
+    lam = np.linalg.eigvalsh(np.asarray(Th[:2, :2]))
+    alg = GD(float(0.5 / lam[-1]), steps)
+    r = pdlt.learning.trained_mean_correction_mlp(xA, yA[:, 0], xD, L=L, algorithm=alg, parts=True, C_b=0.0,
+                                                  C_W=1.0, activation="tanh", **rates)
+    pred = np.asarray(r["dntk"] + r["ddntk"])
+    rows = _gd_motion_rows(xA, yA, xD, widths, S, seed0, L, alg, rates)
     for d in range(2):
         a, _, sa, _, _ = pdlt.learning.fit_inverse_width(widths, rows[:, 0, d], rows[:, 1, d])
         assert abs(a - pred[d]) < Z * sa, (d, a, sa, pred[d])
+        assert Z * sa < abs(pred[d])
     a0, _, sa0, _, _ = pdlt.learning.fit_inverse_width(widths, rows[:, 0, 0], rows[:, 1, 0])
     assert abs(a0 - float(r["dntk"][0])) > Z * sa0            # the dNTK alone is rejected
 

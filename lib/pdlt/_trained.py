@@ -47,7 +47,7 @@ from ._training import _update, init_ensemble, ensemble_apply
 __all__ = ["giant_leap", "giant_leap_ensemble", "linear_control", "control_variate_mean",
            "control_variate_cov", "untrained_linear_cov", "fit_inverse_width", "trained_outputs", "nearly_kernel_prediction",
            "quadratic_model_apply", "train_quadratic_explicit", "model_ntk_dntk", "ntk_mean_shift_coefficient",
-           "trained_mean_correction", "trained_mean_correction_depth2"]
+           "trained_mean_correction", "trained_mean_correction_depth2", "trained_mean_correction_mlp"]
 
 
 def _flat_ntk(params, x, activation, lb, lw):
@@ -519,14 +519,41 @@ def trained_mean_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="
     Returns: ``(N_D,)`` coefficients of 1/n (with ``parts``: a dict of such arrays); for a tuple of
       algorithms, a dict keyed by algorithm.
     """
+    return trained_mean_correction_mlp(x_train, y, x_test, L=2, C_b=C_b, C_W=C_W, activation=activation,
+                                       lambda_b=lambda_b, lambda_W=lambda_W, algorithm=algorithm, parts=parts,
+                                       kink=kink)
+
+
+def trained_mean_correction_mlp(x_train, y, x_test, *, L: int, C_b, C_W, activation="tanh", lambda_b=1.0,
+                                lambda_W=1.0, algorithm="leap-fixed", parts: bool = False,
+                                kink: str = "almost-everywhere"):
+    r"""The trained-mean :math:`1/n` coefficient of an MLP of depth ``L`` (L - 1 hidden layers of width n, one output).
+
+    At ``L = 2`` it is :func:`trained_mean_correction_depth2` (every tensor exact). Deeper, the tensors are the
+    leading-order recursions at layer L: K, Θ, P, Q (:func:`pdlt.dntk_statistics`), R, S, T, U
+    (:func:`pdlt.ddntk_statistics`) and H¹, A, B (:func:`pdlt.ntk_statistics`), with the 1/n mean shift H¹ of the
+    NTK now nonzero; the assembly is the same (:func:`trained_mean_correction`,
+    :func:`pdlt.learning.trained_mean_correction_steps`). For L > 2 ``kink`` must be ``"almost-everywhere"``
+    (the distributional R is implemented at depth two only).
+
+    Args: L: depth (>= 2); the rest as in :func:`trained_mean_correction_depth2`.
+    Returns: as :func:`trained_mean_correction_depth2`.
+    """
+    from ._ddntk_stats import ddntk_statistics
     from ._dntk_stats import ddntk_second_layer, dntk_statistics
     from ._ntk_stats import ntk_statistics
     from ._trained_dynamics import GD, _algorithms, trained_mean_correction_steps
 
-    fn = "trained_mean_correction_depth2"
+    fn = "trained_mean_correction_mlp"
+    _checks.positive_int(fn, L=L)
+    if L < 2:
+        raise _checks.PDLTValueError(f"{fn}: `L` must be >= 2 (a hidden layer), got {L}")
+    if L > 2 and kink != "almost-everywhere":
+        raise _checks.PDLTValueError(f"{fn}: `kink` {kink!r} is implemented at L = 2 only; use 'almost-everywhere'")
     single, algs = _algorithms(fn, algorithm, TRAINED_ALGORITHMS)
     if kink == "distributional" and any(isinstance(a, GD) for a in algs):
-        raise _checks.PDLTValueError(f"{fn}: `kink` 'distributional' has no S, T, U, which gradient descent needs")
+        raise _checks.PDLTValueError(f"{fn}: `kink` 'distributional' has no finite S, T, U, which gradient descent needs "
+                                     "(for one training input see pdlt.learning.trained_kink_correction_depth2)")
     x_train, x_test = jnp.asarray(x_train), jnp.asarray(x_test)
     nA = x_train.shape[0]
     if nA > 2:
@@ -536,12 +563,16 @@ def trained_mean_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="
     out = {a: [] for a in algs}
     for d in range(x_test.shape[0]):
         x = jnp.concatenate([x_train, x_test[d:d + 1]])
-        dd = ddntk_second_layer(x, kink=kink, **kw)   # first: it refuses coincident inputs for a kinked activation
-        st = dntk_statistics(x, L=2, kink=kink, **kw)
+        if L == 2:
+            dd = ddntk_second_layer(x, kink=kink, **kw)   # first: it refuses coincident inputs for a kinked σ
+        else:
+            d4 = ddntk_statistics(x, L=L, kink=kink, **kw)
+            dd = dict(R=d4.R[-1], S=d4.S[-1], T=d4.T[-1], U=d4.U[-1])
+        st = dntk_statistics(x, L=L, kink=kink, **kw)
         Th, K, P, Q = st.Theta[-1], st.K[-1], st.P[-1], st.Q[-1]
         extra = {}
-        if need_ab:
-            ns = ntk_statistics(x, L=2, **kw)
+        if need_ab or L > 2:
+            ns = ntk_statistics(x, L=L, **kw)
             extra = dict(H1=ns.H1[-1], A=ns.A[-1], B=ns.B[-1])
         for a in algs:
             if isinstance(a, GD):

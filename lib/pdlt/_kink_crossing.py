@@ -1,7 +1,7 @@
 r"""Kink crossings in trained ReLU-like networks: the :math:`n^{-1/2}` terms of the trained mean and of the NTK.
 
 For a scale-invariant activation, :math:`\sigma'(u) = a_+` for :math:`u > 0` and :math:`a_-` for :math:`u < 0`
-(ReLU: :math:`a_+ = 1, a_- = 0`), the expansion of :mod:`pdlt.learning.trained_outputs_expansion` in the derivative
+(ReLU: :math:`a_+ = 1, a_- = 0`), the expansion of :func:`pdlt.learning.trained_outputs_expansion` in the derivative
 tensors fails for gradient descent with more than one step: the correlators it needs contain products of two delta
 functions at one input, which have no finite value. The reason is a correction of lower order than 1/n, which we
 derive here (ours) for a network with one hidden layer of width n, one output and one training input :math:`x_A`.

@@ -12,9 +12,9 @@ Picture. Hidden neuron j has preactivations :math:`u_j(x) = b_j + w_j\cdot x` an
 :math:`S(t) = \sum_{s<t}\eta\,\epsilon(s)` common to every neuron; the output weights move by :math:`O(1/n)`.
 A neuron whose :math:`u_j(x_A)` starts within :math:`O(1/\sqrt n)` of the kink and is pushed towards it crosses
 (a fraction :math:`O(1/\sqrt n)` of the neurons), and from then on moves at the other slope. Flipping
-:math:`v_j` flips the direction of the push, so which neurons cross is even in :math:`v_j`: the effect on the NTK
-(:math:`\sum_j v_j^2\sigma'\sigma'\Theta^{(1)}`) and on the outputs does not average away, and it is
-:math:`n\cdot\tfrac1n\cdot n^{-1/2}`. With :math:`p(0) = (2\pi K^{(1)}_{AA})^{-1/2}` and
+:math:`v_j` flips the direction of the push, so for either sign half of the neurons near the kink are pushed
+towards it, and a crossing changes the NTK (:math:`\sum_j v_j^2\sigma'\sigma'\Theta^{(1)}`) and the outputs with
+one sign: the effect does not average away, and it is :math:`n\cdot\tfrac1n\cdot n^{-1/2}`. With :math:`p(0) = (2\pi K^{(1)}_{AA})^{-1/2}` and
 :math:`n\,\mathbb E|v|^3 = 2\sqrt{2/\pi}\,C_W^{3/2}/\sqrt n`, every term below carries
 
 .. math:: \gamma = \frac{(a_+-a_-)^2(a_++a_-)\,C_W^{3/2}}{\pi\sqrt{K^{(1)}_{AA}}} .

@@ -145,7 +145,7 @@ def trained_kink_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="
     r"""The :math:`n^{-1/2}` coefficients of :func:`trained_kink_correction` for a network with one hidden layer.
 
     :math:`K^{(1)} = C_b + C_W\,x\cdot x'/n_0`, :math:`\Theta^{(1)} = \lambda_b + \lambda_W\,x\cdot x'/n_0` (layer-1
-    values), the output's K and Θ from :func:`pdlt.ntk_recursion` at depth two.
+    values) and the output's K and Θ, all from :func:`pdlt.ntk_recursion` at depth two.
 
     Args: x_train ``(1, n0)`` (one training input), y ``(1,)``, x_test ``(N_D, n0)``; C_b, C_W scalars or per-layer
       pairs; activation: a scale-invariant registry name with :math:`a_+ \ne a_-` (ReLU, leaky ReLU); lambda_b,
@@ -169,8 +169,7 @@ def trained_kink_correction_depth2(x_train, y, x_test, *, C_b, C_W, activation="
     _checks.finite(fn, x_train=x_train, x_test=x_test, y=y)
     Cb, Cw = _checks.per_layer_variances(fn, C_b, C_W, 2)
     lb, lw = _checks.per_layer_rates(fn, lambda_b, lambda_W, 2)
-    x = jnp.concatenate([x_train, x_test])
-    xx = x @ x.T / x.shape[1]
-    K, Th = ntk_recursion(x, C_b=Cb, C_W=Cw, L=2, activation=act.name, lambda_b=lb, lambda_W=lw)
-    return trained_kink_correction(lb[0] + lw[0] * xx, Cb[0] + Cw[0] * xx, Th[-1], K[-1], y, a_plus=act.a_plus,
-                                   a_minus=act.a_minus, C_W=Cw[1], algorithm=algorithm, parts=parts)
+    K, Th = ntk_recursion(jnp.concatenate([x_train, x_test]), C_b=Cb, C_W=Cw, L=2, activation=act.name,
+                          lambda_b=lb, lambda_W=lw)
+    return trained_kink_correction(Th[0], K[0], Th[1], K[1], y, a_plus=act.a_plus, a_minus=act.a_minus, C_W=Cw[1],
+                                   algorithm=algorithm, parts=parts)
